@@ -1,0 +1,178 @@
+"""Training and evaluation workflows behind ``train.py``."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import platform
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+from tqdm.auto import tqdm
+
+from . import __version__
+from .data import DataError, read_labeled, read_many
+from .evaluation import compare_line, compute_metrics, format_report, save_confusion_png
+from .labels import LABELS
+from .model import ModelArtifact, build_baseline, build_pipeline, load_artifact, save_artifact, sha256_file, write_json, META_FILE
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA = Path(__file__).resolve().parent.parent / "data" / "comments.csv"
+CONFUSION_PNG = "confusion_matrix.png"
+
+
+def library_versions() -> dict[str, str]:
+    import joblib
+    import scipy
+    import sklearn
+
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "pandas": pd.__version__,
+        "joblib": joblib.__version__,
+        "modclf": __version__,
+    }
+
+
+def data_fingerprint(paths: Sequence[str | Path]) -> dict[str, str]:
+    return {str(p): sha256_file(p) for p in paths}
+
+
+def cross_validate(
+    make_model: Callable[[], Pipeline],
+    texts: Sequence[str],
+    labels: Sequence[str],
+    folds: int,
+    seed: int,
+    desc: str,
+    progress: bool = True,
+) -> np.ndarray:
+    """Stratified k-fold out-of-fold predictions, one fold at a time with a progress bar."""
+    y = np.asarray(labels)
+    X = np.asarray(texts, dtype=object)
+    pred = np.empty(len(y), dtype=object)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train_idx, test_idx in tqdm(
+        list(splitter.split(X, y)), desc=desc, unit="fold", disable=not progress, leave=False
+    ):
+        model = make_model().fit(X[train_idx], y[train_idx])
+        pred[test_idx] = model.predict(X[test_idx])
+    return pred
+
+
+def train(
+    data_paths: Sequence[str | Path],
+    model_dir: str | Path,
+    seed: int = 0,
+    folds: int = 5,
+    progress: bool = True,
+    report: Callable[[str], None] = print,
+    min_per_label: int | None = None,
+) -> dict[str, Any]:
+    """Cross-validate the model and the naive baseline, fit on all data, and save the artifact."""
+    model_dir = Path(model_dir)
+    df = read_many(data_paths, min_per_label=min_per_label or max(folds, 2))
+    texts, labels = df["text"].tolist(), df["label"].tolist()
+    report(f"training on {len(df)} comments from {', '.join(str(p) for p in data_paths)}")
+    report("label counts: " + ", ".join(f"{label} {int((df['label'] == label).sum())}" for label in LABELS))
+
+    cv_pred = cross_validate(lambda: build_pipeline(seed), texts, labels, folds, seed, "cross-validating model", progress)
+    cv = compute_metrics(labels, cv_pred)
+    base_pred = cross_validate(lambda: build_baseline(seed), texts, labels, folds, seed, "cross-validating baseline", progress)
+    base = compute_metrics(labels, base_pred)
+    report(format_report(cv, f"{folds}-fold stratified cross-validation (seed {seed})"))
+    report(compare_line("model", cv, "baseline", base))
+
+    with tqdm(total=1, desc="fitting final model", disable=not progress, leave=False) as bar:
+        pipeline = build_pipeline(seed).fit(texts, labels)
+        bar.update()
+    digests = data_fingerprint(data_paths)
+    combined = sha256_of_strings(sorted(digests.values()))
+    meta: dict[str, Any] = {
+        "model_version": f"{__version__}+{combined[:12]}.s{seed}",
+        "labels": list(LABELS),
+        "trained_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "training_data": {"files": digests, "sha256": combined, "rows": len(df)},
+        "seed": seed,
+        "libraries": library_versions(),
+        "pipeline": describe_pipeline(pipeline),
+        "metrics": {"cross_validation": {"folds": folds, "model": cv, "baseline": base}},
+        "evaluations": {},
+    }
+    meta = save_artifact(pipeline, meta, model_dir)
+    png = save_confusion_png(cv, model_dir / CONFUSION_PNG, f"{folds}-fold CV on {len(df)} comments")
+    report(f"saved {model_dir / 'model.joblib'} (sha256 {meta['model_sha256'][:12]}...), {model_dir / META_FILE}, {png}")
+    return meta
+
+
+def sha256_of_strings(parts: Sequence[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def describe_pipeline(pipeline: Pipeline) -> dict[str, Any]:
+    clf = pipeline.named_steps["clf"]
+    union = pipeline.named_steps["features"]
+    return {
+        "steps": [name for name, _ in pipeline.steps],
+        "features": {name: len(vec.vocabulary_) for name, vec in union.transformer_list},
+        "classifier": {"type": type(clf).__name__, "C": clf.C, "class_weight": clf.class_weight},
+    }
+
+
+def evaluate(
+    eval_path: str | Path,
+    model_dir: str | Path,
+    data_paths: Sequence[str | Path] | None = None,
+    record: bool = True,
+    report: Callable[[str], None] = print,
+    png_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate the saved model on a labeled CSV, beside the naive baseline trained on the same corpus.
+
+    With ``record`` the result is stored under ``evaluations`` in ``model.json`` (keyed by file name),
+    which does not change the model file or its checksum.
+    """
+    eval_path = Path(eval_path)
+    artifact: ModelArtifact = load_artifact(model_dir)
+    df = read_labeled(eval_path)
+    proba = artifact.predict_proba(df["text"].tolist())
+    pred = np.asarray(LABELS)[proba.argmax(axis=1)]
+    result = compute_metrics(df["label"].tolist(), pred)
+    report(format_report(result, f"model {artifact.version} on {eval_path}"))
+
+    out: dict[str, Any] = {"file": str(eval_path), "sha256": sha256_file(eval_path), "model": result}
+    corpus = [Path(p) for p in (data_paths or artifact.meta.get("training_data", {}).get("files", {}) or [DEFAULT_DATA])]
+    corpus = [p for p in corpus if p.is_file()]
+    if corpus:
+        train_df = read_many(corpus)
+        baseline = build_baseline(artifact.meta.get("seed", 0)).fit(train_df["text"].tolist(), train_df["label"].tolist())
+        base = compute_metrics(df["label"].tolist(), baseline.predict(df["text"].tolist()))
+        out["baseline"] = base
+        report(compare_line("model", result, "baseline", base))
+    else:
+        report("baseline skipped: training corpus not found")
+    if png_path:
+        save_confusion_png(result, png_path, f"{artifact.version} on {eval_path.name}")
+    if record:
+        meta = dict(artifact.meta)
+        meta.setdefault("evaluations", {})[eval_path.name] = {
+            **out,
+            "evaluated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_json(Path(model_dir) / META_FILE, meta)
+        report(f"recorded in {Path(model_dir) / META_FILE} under evaluations/{eval_path.name}")
+    return out
+
+
+__all__ = ["train", "evaluate", "cross_validate", "DataError"]
