@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model-dir", default=str(DEFAULT_MODEL_DIR),
                    help="where the model artifact is written / read (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed for CV splits and the solver (default: 0)")
-    p.add_argument("--folds", type=int, default=5, help="number of stratified cross-validation folds (default: 5)")
+    p.add_argument("--folds", type=int, default=5, help="number of stratified cross-validation folds; 0 skips cross-validation (default: 5)")
     p.add_argument("--eval", metavar="FILE", nargs="+",
                    help="evaluate the saved model on these labeled CSV file(s) instead of training; "
                    "the naive baseline is trained on --data and measured beside it")

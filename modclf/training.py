@@ -81,16 +81,23 @@ def train(
     """Cross-validate the model and the naive baseline, fit on all data, and save the artifact."""
     model_dir = Path(model_dir)
     df = read_many(data_paths, min_per_label=min_per_label or max(folds, 2))
+    if folds == 1 or folds < 0:
+        raise DataError("--folds must be 0 (no cross-validation) or at least 2")
     texts, labels = df["text"].tolist(), df["label"].tolist()
     report(f"training on {len(df)} comments from {', '.join(str(p) for p in data_paths)}")
     report("label counts: " + ", ".join(f"{label} {int((df['label'] == label).sum())}" for label in LABELS))
 
-    cv_pred = cross_validate(lambda: build_pipeline(seed), texts, labels, folds, seed, "cross-validating model", progress)
-    cv = compute_metrics(labels, cv_pred)
-    base_pred = cross_validate(lambda: build_baseline(seed), texts, labels, folds, seed, "cross-validating baseline", progress)
-    base = compute_metrics(labels, base_pred)
-    report(format_report(cv, f"{folds}-fold stratified cross-validation (seed {seed})"))
-    report(compare_line("model", cv, "baseline", base))
+    metrics: dict[str, Any] = {}
+    if folds >= 2:
+        cv_pred = cross_validate(lambda: build_pipeline(seed), texts, labels, folds, seed, "cross-validating model", progress)
+        cv = compute_metrics(labels, cv_pred)
+        base_pred = cross_validate(lambda: build_baseline(seed), texts, labels, folds, seed, "cross-validating baseline", progress)
+        base = compute_metrics(labels, base_pred)
+        report(format_report(cv, f"{folds}-fold stratified cross-validation (seed {seed})"))
+        report(compare_line("model", cv, "baseline", base))
+        metrics["cross_validation"] = {"folds": folds, "model": cv, "baseline": base}
+    else:
+        report("cross-validation skipped (--folds 0)")
 
     with tqdm(total=1, desc="fitting final model", disable=not progress, leave=False) as bar:
         pipeline = build_pipeline(seed).fit(texts, labels)
@@ -105,12 +112,15 @@ def train(
         "seed": seed,
         "libraries": library_versions(),
         "pipeline": describe_pipeline(pipeline),
-        "metrics": {"cross_validation": {"folds": folds, "model": cv, "baseline": base}},
+        "metrics": metrics,
         "evaluations": {},
     }
     meta = save_artifact(pipeline, meta, model_dir)
-    png = save_confusion_png(cv, model_dir / CONFUSION_PNG, f"{folds}-fold CV on {len(df)} comments")
-    report(f"saved {model_dir / 'model.joblib'} (sha256 {meta['model_sha256'][:12]}...), {model_dir / META_FILE}, {png}")
+    saved = [str(model_dir / "model.joblib"), str(model_dir / META_FILE)]
+    if "cross_validation" in metrics:
+        saved.append(str(save_confusion_png(metrics["cross_validation"]["model"], model_dir / CONFUSION_PNG,
+                                            f"{folds}-fold CV on {len(df)} comments")))
+    report(f"saved {', '.join(saved)} (model sha256 {meta['model_sha256'][:12]}...)")
     return meta
 
 
