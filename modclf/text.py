@@ -46,6 +46,8 @@ _REPEAT = re.compile(r"(.)\1{2,}", re.DOTALL)
 _ASCII_UPPER = bytes(range(65, 91))
 _ASCII_NOT_UPPER = bytes(b for b in range(256) if b not in _ASCII_UPPER)
 _ASCII_NOT_ALPHA = bytes(b for b in range(256) if not (65 <= b <= 90 or 97 <= b <= 122))
+# zero-width characters and byte-order marks (video-site comments often end with U+FEFF)
+_INVISIBLE = str.maketrans("", "", "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff")
 _DIGITS = str.maketrans("", "", "0123456789")
 # Cheap gate before the link patterns, which are the slowest part of normalization.
 _LINK_HINT = re.compile(r"https?|www|\.[a-z]{2}|dot|bit\W*ly|\[|link|tinyurl|t\.co|is\.gd|\.\s*ly")
@@ -74,7 +76,7 @@ def normalize_text(text: str) -> str:
     if "<" in text:
         text = _TAG.sub(" ", text)
     if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
+        text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
     caps = _mostly_caps(text)
     text = text.lower()
     if "@" in text or "(at)" in text or "[at]" in text:
@@ -91,3 +93,11 @@ def normalize_text(text: str) -> str:
     if caps:
         text += CAPS_TOKEN
     return " ".join(text.split())
+
+
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def dedup_key(text: str) -> str:
+    """Key under which two comments count as the same text (case, spacing, punctuation ignored)."""
+    return _NON_WORD.sub("", normalize_text(text))
