@@ -1,0 +1,150 @@
+"""train.py: validation of training data, determinism, the artifact, --eval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import train as train_cli
+from modclf.data import DataError, read_labeled
+from modclf.labels import LABELS
+from modclf.model import ModelError, load_artifact, sha256_file
+from modclf.training import train
+
+from .conftest import DATA
+
+
+@pytest.fixture(scope="module")
+def small_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 rows per label from the corpus: enough to train and cross-validate in a second."""
+    df = pd.read_csv(DATA, dtype=str, keep_default_na=False)
+    small = df.groupby("label").head(60)
+    path = tmp_path_factory.mktemp("data") / "small.csv"
+    small.to_csv(path, index=False)
+    return path
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("id,text\n1,hello\n", "missing column(s) 'label'"),
+        ("text,label\nhello,spma\n", "row 1: field 'label': unknown label 'spma'"),
+        ("id,text,label\na1,ok,other\na2,  ,spam\n", "row 2 (id=a2): field 'text': empty text"),
+        (b"text,label\nfine,other\ncaf\xe9,other\n", "line 3: not valid UTF-8"),
+        ("", "not a readable CSV file"),
+    ],
+)
+def test_bad_training_data_names_file_row_and_field(tmp_path: Path, content: str | bytes, expected: str) -> None:
+    path = write(tmp_path, "bad.csv", content)
+    with pytest.raises(DataError) as info:
+        read_labeled(path)
+    assert str(path) in str(info.value)
+    assert expected in str(info.value)
+
+
+def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(tmp_path, "bad.csv", "text,label\n,other\nfine,nope\nok,spam\n")
+    with pytest.raises(DataError) as info:
+        read_labeled(path)
+    assert "row 1: field 'text'" in str(info.value) and "row 2: field 'label'" in str(info.value)
+
+
+def test_too_few_rows_per_label_is_refused(tmp_path: Path, small_csv: Path) -> None:
+    df = pd.read_csv(small_csv, dtype=str, keep_default_na=False)
+    df = df[(df.label != "question") | (df.index.isin(df[df.label == "question"].index[:3]))]
+    path = tmp_path / "few.csv"
+    df.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"too few rows per label \('question' has 3; at least 5 needed\)"):
+        train([path], tmp_path / "m", folds=5, progress=False, report=lambda s: None)
+    assert not (tmp_path / "m" / "model.joblib").exists()
+
+
+def test_cli_reports_bad_data_on_stderr_with_exit_status_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = write(tmp_path, "bad.csv", "text,label\nhello,spma\n")
+    assert train_cli.main(["--data", str(path), "--model-dir", str(tmp_path / "m"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "bad.csv: row 1: field 'label'" in err and "Traceback" not in err
+
+
+def test_same_data_and_seed_give_the_same_model_and_numbers(tmp_path: Path, small_csv: Path) -> None:
+    quiet = lambda s: None  # noqa: E731
+    a = train([small_csv], tmp_path / "a", seed=3, folds=2, progress=False, report=quiet)
+    b = train([small_csv], tmp_path / "b", seed=3, folds=2, progress=False, report=quiet)
+    assert a["model_sha256"] == b["model_sha256"]
+    assert sha256_file(tmp_path / "a" / "model.joblib") == sha256_file(tmp_path / "b" / "model.joblib")
+    assert a["metrics"] == b["metrics"]
+    assert a["model_version"] == b["model_version"]
+
+
+def test_artifact_metadata(tmp_path: Path, small_csv: Path) -> None:
+    meta = train([small_csv], tmp_path, seed=0, folds=2, progress=False, report=lambda s: None)
+    on_disk = json.loads((tmp_path / "model.json").read_text())
+    assert on_disk == meta
+    assert meta["labels"] == list(LABELS)
+    assert meta["training_data"]["files"] == {str(small_csv): sha256_file(small_csv)}
+    assert meta["model_sha256"] == sha256_file(tmp_path / "model.joblib")
+    assert {"scikit-learn", "numpy", "pandas", "joblib", "python"} <= set(meta["libraries"])
+    cv = meta["metrics"]["cross_validation"]
+    assert set(cv) == {"folds", "model", "baseline"}
+    assert set(cv["model"]["per_class"]) == set(LABELS)
+    assert sum(map(sum, cv["model"]["confusion_matrix"]["rows_true_cols_pred"])) == 300
+    assert (tmp_path / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert meta["trained_at"]
+
+
+def test_tampered_model_is_refused(tmp_path: Path, small_csv: Path) -> None:
+    train([small_csv], tmp_path, folds=0, progress=False, report=lambda s: None)
+    with open(tmp_path / "model.joblib", "ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(ModelError, match="does not match model.json"):
+        load_artifact(tmp_path)
+
+
+def test_missing_model_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="model metadata not found"):
+        load_artifact(tmp_path)
+
+
+def test_eval_reports_and_records_without_touching_the_model(
+    tmp_path: Path, small_csv: Path, capsys: pytest.CaptureFixture
+) -> None:
+    train([small_csv], tmp_path, folds=0, progress=False, report=lambda s: None)
+    digest = sha256_file(tmp_path / "model.joblib")
+    labeled = pd.read_csv(DATA, dtype=str, keep_default_na=False).iloc[-200:][["text", "label"]]
+    eval_csv = tmp_path / "held_out.csv"
+    labeled.to_csv(eval_csv, index=False)
+    png = tmp_path / "cm.png"
+    code = train_cli.main(["--eval", str(eval_csv), "--model-dir", str(tmp_path), "--data", str(small_csv),
+                           "--png", str(png)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "macro-F1" in out and "baseline" in out and "confusion matrix" in out
+    meta = json.loads((tmp_path / "model.json").read_text())
+    recorded = meta["evaluations"]["held_out.csv"]
+    assert recorded["model"]["n"] == 200 and "baseline" in recorded
+    assert sha256_file(tmp_path / "model.joblib") == digest
+    load_artifact(tmp_path)  # still verifies
+    assert png.is_file()
+
+
+def test_shipped_model_predicts_every_label(artifact) -> None:
+    texts = [
+        "FREE iPhone giveaway!!! click www.prizes-now.xyz before it ends",
+        "This report is false and the author knows it",
+        "Does anyone know if the border crossing is open today?",
+        "Thank you for the great coverage, keep it up!",
+        "The offensive will probably stall once the rains start.",
+    ]
+    proba = artifact.predict_proba(texts)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    assert [LABELS[i] for i in proba.argmax(axis=1)] == list(LABELS)
