@@ -1,0 +1,128 @@
+"""The /v1 API: classify one comment, classify a batch, describe the model, reload it."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify
+
+from ..labels import LABELS
+from ..model import ModelError
+from ..policy import PolicyError
+from .config import ServiceConfig
+from .errors import APIError
+from .state import ServiceState
+from .validation import bool_arg, check_fields, check_id, check_query, check_text, read_json_object
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("modclf_api", __name__)
+
+
+def _state() -> ServiceState:
+    return current_app.extensions["modclf"]
+
+
+def _config() -> ServiceConfig:
+    return current_app.config["MODCLF"]
+
+
+@bp.post("/v1/classify")
+def classify_one() -> Any:
+    check_query({"explain"})
+    explain = bool_arg("explain")
+    cfg = _config()
+    body = read_json_object({"text", "id"}, {"text"})
+    text = check_text(body["text"], "text", cfg.max_text_chars)
+    comment_id = check_id(body["id"], "id") if "id" in body else None
+    result = _state().classify([text], explain=explain)[0]
+    return jsonify({"id": comment_id, **result})
+
+
+@bp.post("/v1/classify/batch")
+def classify_batch() -> Any:
+    check_query({"explain"})
+    explain = bool_arg("explain")
+    cfg = _config()
+    body = read_json_object({"comments"}, {"comments"})
+    comments = body["comments"]
+    if not isinstance(comments, list):
+        raise APIError(400, "invalid_type", "comments must be an array of {id, text} objects")
+    if not comments:
+        raise APIError(400, "empty_batch", "comments is empty; send at least one comment")
+    if len(comments) > cfg.max_batch:
+        raise APIError(400, "batch_too_large", f"comments has {len(comments)} items; the maximum is {cfg.max_batch}")
+    ids: list[str | None] = []
+    texts: list[str] = []
+    for i, item in enumerate(comments):
+        where = f"comments[{i}]"
+        if not isinstance(item, dict):
+            raise APIError(400, "invalid_type", f"{where} must be an object with a text field")
+        check_fields(item, {"id", "text"}, {"text"}, where)
+        texts.append(check_text(item["text"], f"{where}.text", cfg.max_text_chars))
+        ids.append(check_id(item["id"], f"{where}.id") if "id" in item else None)
+    results = _state().classify(texts, explain=explain)
+    return jsonify({"count": len(results), "results": [{"id": i, **r} for i, r in zip(ids, results)]})
+
+
+@bp.get("/v1/model")
+def model_info() -> Any:
+    check_query(())
+    state, cfg = _state(), _config()
+    model = state.model
+    meta = model.artifact.meta
+    evaluations = {
+        name: {k: v for k, v in entry.items() if k in ("model", "baseline", "evaluated_at", "sha256")}
+        for name, entry in (meta.get("evaluations") or {}).items() if isinstance(entry, dict)
+    }
+    return jsonify(_json_safe({
+        "model_version": model.version,
+        "labels": list(LABELS),
+        "trained_at": meta.get("trained_at"),
+        "training_rows": (meta.get("training_data") or {}).get("rows"),
+        "loaded_at": model.loaded_at,
+        "metrics": meta.get("metrics") or {},
+        "evaluations": evaluations,
+        "thresholds": state.policy.describe(),
+        "limits": {"max_text_chars": cfg.max_text_chars, "max_batch": cfg.max_batch,
+                   "max_body_bytes": cfg.max_body_bytes, "explain_top": state.explain_top},
+    }))
+
+
+@bp.post("/v1/admin/reload")
+def admin_reload() -> Any:
+    """Reload model and policy here, then (under gunicorn) have the master replace every worker."""
+    check_query(())
+    read_json_object((), optional_body=True)
+    state = _state()
+    previous = state.model_version
+    try:
+        version, policy = state.reload_all()
+    except (ModelError, PolicyError) as exc:
+        log.error("reload failed, still serving %s: %s", previous, exc)
+        raise APIError(409, "reload_failed", f"reload failed, still serving {previous}: {exc}") from None
+    scope = "process"
+    if state.supervisor_pid:
+        try:
+            os.kill(state.supervisor_pid, signal.SIGHUP)  # graceful: new workers, old ones drain
+            scope = "all_workers"
+        except OSError as exc:
+            log.error("could not signal the gunicorn master %s: %s", state.supervisor_pid, exc)
+    log.info("admin reload: %s -> %s (%s)", previous, version, scope)
+    return jsonify({"model_version": version, "previous_version": previous,
+                    "policy_sha256": policy.sha256, "scope": scope})
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats (possible in model.json) become null: NaN is not JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
