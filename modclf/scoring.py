@@ -88,10 +88,15 @@ def _iter_jsonl(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
                 raise ScoringError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
             records.append(obj)
             if len(records) >= chunk_size:
-                yield pd.DataFrame.from_records(records)
+                yield _records_frame(records)
                 records = []
     if records:
-        yield pd.DataFrame.from_records(records)
+        yield _records_frame(records)
+
+
+def _records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    # object dtype keeps values as written (an int next to a null stays an int, not 42.0)
+    return pd.DataFrame(records, dtype=object)
 
 
 def _iter_parquet(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
@@ -123,10 +128,23 @@ def _write_part(df: pd.DataFrame, path: Path, fmt: str) -> None:
     elif fmt == "jsonl":
         df.to_json(tmp, orient="records", lines=True, force_ascii=False)
     else:
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
+        pq.write_table(_to_arrow(df), tmp)
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def _to_arrow(df: pd.DataFrame) -> pa.Table:
+    """Arrow table of a chunk; a column mixing types (JSON allows it, Parquet does not) becomes text."""
+    try:
+        return pa.Table.from_pandas(df, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        fixed = df.copy()
+        for col in fixed.columns[fixed.dtypes == object]:
+            values = fixed[col]
+            if values.map(type).nunique() > 1:
+                fixed[col] = values.map(lambda v: v if v is None or isinstance(v, str) else json.dumps(v))
+        return pa.Table.from_pandas(fixed, preserve_index=False)
 
 
 def _join_parts(parts: list[Path], columns: list[str], output: Path, fmt: str) -> None:

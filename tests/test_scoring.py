@@ -1,0 +1,203 @@
+"""score.py / modclf.scoring: formats, no lost rows, clear errors, atomic output, resume, workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import score as score_cli
+from modclf import scoring
+from modclf.labels import LABELS, PROBA_COLUMNS
+from modclf.scoring import ScoringError, score_file
+
+from .conftest import DATA, ROOT
+
+TEXTS = [
+    "Download every new movie free at www.flixzone-hd.net !!!",
+    "This is propaganda, nothing in this report is true",
+    "Does anyone know which units took the hill?",
+    "Thank you for the honest reporting",
+    "The front will probably freeze for the winter.",
+]
+
+
+def frame(n: int = 50) -> pd.DataFrame:
+    texts = [TEXTS[i % len(TEXTS)] + f" #{i}" for i in range(n)]
+    df = pd.DataFrame({"id": [f"r{i}" for i in range(n)], "text": texts, "extra": range(n)})
+    df.loc[7, "text"] = ""
+    df.loc[11, "text"] = "   "
+    return df
+
+
+def test_csv_keeps_every_row_column_and_order(tmp_path: Path, model_dir: Path, capsys) -> None:
+    src = tmp_path / "in.csv"
+    frame().to_csv(src, index=False)
+    code = score_cli.main([str(src), "-o", str(tmp_path / "out.csv"), "--model-dir", str(model_dir), "--chunk-size", "16"])
+    assert code == 0
+    out = pd.read_csv(tmp_path / "out.csv", dtype={"id": str}, keep_default_na=False)
+    assert list(out.columns) == ["id", "text", "extra", "label", "confidence", *PROBA_COLUMNS, "error"]
+    assert out["id"].tolist() == [f"r{i}" for i in range(50)]
+    assert out.loc[7, "error"] == "empty text" and out.loc[7, "label"] == ""
+    assert out.loc[11, "error"] == "empty text"
+    scored = out[out["error"] == ""]
+    assert len(scored) == 48 and set(scored["label"]) <= set(LABELS)
+    probs = scored[list(PROBA_COLUMNS)].astype(float).to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1.0)
+    assert np.allclose(scored["confidence"].astype(float), probs.max(axis=1))
+    assert (np.asarray(LABELS)[probs.argmax(axis=1)] == scored["label"]).all()
+    err = capsys.readouterr().err
+    assert "scored 48 of 50 rows" in err and "empty text 2" in err
+
+
+def test_jsonl_missing_and_non_string_text_are_kept_with_a_reason(tmp_path: Path, model_dir: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    rows = [{"id": 1, "text": "Thank you so much!"}, {"id": 2}, {"id": 3, "text": None}, {"id": 4, "text": 42},
+            {"id": 5, "text": "Is the road open?", "lang": "en"}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = score_file(src, tmp_path / "out.jsonl", model_dir, chunk_size=2)
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in out] == [1, 2, 3, 4, 5]
+    assert [r["error"] for r in out] == ["", "missing text", "missing text", "text is not a string (int)", ""]
+    assert out[0]["label"] == "support" and out[4]["lang"] == "en"
+    assert summary.rows == 5 and summary.scored == 2 and sum(summary.errors.values()) == 3
+
+
+def test_parquet_round_trip_and_custom_text_column(tmp_path: Path, model_dir: Path) -> None:
+    df = frame(30).rename(columns={"text": "body"})
+    df.to_parquet(tmp_path / "in.parquet")
+    score_file(tmp_path / "in.parquet", tmp_path / "out.parquet", model_dir, text_column="body", chunk_size=7)
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert len(out) == 30 and out["extra"].tolist() == list(range(30))
+    assert out["body"].tolist() == df["body"].tolist()
+    assert (out["label"] != "").sum() == 28
+
+
+def test_fast_and_plain_paths_write_the_same_rows(tmp_path: Path, model_dir: Path) -> None:
+    frame().to_csv(tmp_path / "in.csv", index=False)
+    score_file(tmp_path / "in.csv", tmp_path / "fast.csv", model_dir, fast=True)
+    score_file(tmp_path / "in.csv", tmp_path / "slow.csv", model_dir, fast=False)
+    a, b = pd.read_csv(tmp_path / "fast.csv"), pd.read_csv(tmp_path / "slow.csv")
+    assert (a["label"].fillna("") == b["label"].fillna("")).all()
+    assert np.allclose(a[list(PROBA_COLUMNS)].fillna(-1), b[list(PROBA_COLUMNS)].fillna(-1), atol=1e-9)
+
+
+def test_workers_give_the_same_output_as_one_process(tmp_path: Path, model_dir: Path) -> None:
+    frame(200).to_csv(tmp_path / "in.csv", index=False)
+    score_file(tmp_path / "in.csv", tmp_path / "one.csv", model_dir, chunk_size=30, workers=1)
+    score_file(tmp_path / "in.csv", tmp_path / "two.csv", model_dir, chunk_size=30, workers=2)
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [
+        ("in.csv", "id,body\n1,hello\n", "no column 'text' (columns: id, body); choose the text column with --text-column"),
+        ("in.csv", "", "the file is empty"),
+        ("in.jsonl", '{"text": "ok"}\n{"text": oops}\n', "line 2: invalid JSON"),
+        ("in.jsonl", '{"text": "ok"}\n[1, 2]\n', "line 2: expected a JSON object, got list"),
+        ("in.jsonl", b'{"text": "ok"}\n{"text": "caf\xe9"}\n', "line 2: not valid UTF-8"),
+        ("in.csv", b"id,text\n1,caf\xe9\n", "not valid UTF-8"),
+        ("in.parquet", "not parquet", "not a readable Parquet file"),
+        ("in.txt", "x", "cannot tell the format from the extension"),
+        ("in.csv", "text,label\nhi,spam\n", "already has column(s) label"),
+    ],
+)
+def test_bad_input_is_named_and_nothing_is_written(
+    tmp_path: Path, model_dir: Path, capsys, name: str, content: str | bytes, expected: str
+) -> None:
+    src = tmp_path / name
+    src.write_bytes(content if isinstance(content, bytes) else content.encode())
+    out = tmp_path / "out.csv"
+    code = score_cli.main([str(src), "-o", str(out), "--model-dir", str(model_dir)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err and str(src) in err
+    assert "Traceback" not in err
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_header_only_csv_gives_a_header_only_output(tmp_path: Path, model_dir: Path) -> None:
+    (tmp_path / "in.csv").write_text("id,text\n")
+    summary = score_file(tmp_path / "in.csv", tmp_path / "out.csv", model_dir)
+    assert summary.rows == 0
+    assert (tmp_path / "out.csv").read_text() == "id,text,label,confidence," + ",".join(PROBA_COLUMNS) + ",error\n"
+
+
+def test_failure_midway_leaves_an_existing_output_untouched(tmp_path: Path, model_dir: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS * 10) + "{broken\n")
+    out = tmp_path / "out.jsonl"
+    out.write_text("previous result\n")
+    with pytest.raises(ScoringError, match="line 51: invalid JSON"):
+        score_file(src, out, model_dir, chunk_size=10)
+    assert out.read_text() == "previous result\n"
+
+
+def test_resume_after_a_crash_gives_exactly_the_uninterrupted_rows(tmp_path: Path, model_dir: Path, monkeypatch) -> None:
+    frame(120).to_csv(tmp_path / "in.csv", index=False)
+    score_file(tmp_path / "in.csv", tmp_path / "full.csv", model_dir, chunk_size=10)
+
+    real = scoring._score_chunk
+    calls = {"n": 0}
+
+    def crash_after_five(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise KeyboardInterrupt  # what a Ctrl-C or a kill looks like to the loop
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "_score_chunk", crash_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        score_file(tmp_path / "in.csv", tmp_path / "out.csv", model_dir, chunk_size=10)
+    assert not (tmp_path / "out.csv").exists()
+    assert len(list((tmp_path / "out.csv.parts").glob("part-*.csv"))) == 5
+    monkeypatch.setattr(scoring, "_score_chunk", real)
+    summary = score_file(tmp_path / "in.csv", tmp_path / "out.csv", model_dir, chunk_size=10, resume=True)
+    assert summary.chunks_resumed == 5 and summary.rows == 120
+    assert (tmp_path / "out.csv").read_bytes() == (tmp_path / "full.csv").read_bytes()
+    assert not (tmp_path / "out.csv.parts").exists()
+
+
+def test_resume_with_other_options_starts_over(tmp_path: Path, model_dir: Path) -> None:
+    frame(40).to_csv(tmp_path / "in.csv", index=False)
+    parts = tmp_path / "out.csv.parts"
+    parts.mkdir()
+    (parts / "manifest.json").write_text(json.dumps({"run": {"chunk_size": 999}}))
+    (parts / "part-0000000.csv").write_text("garbage\n")
+    summary = score_file(tmp_path / "in.csv", tmp_path / "out.csv", model_dir, chunk_size=10, resume=True)
+    assert summary.chunks_resumed == 0
+    assert "garbage" not in (tmp_path / "out.csv").read_text()
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 40
+
+
+@pytest.mark.slow
+def test_killed_process_resumes_without_losing_or_duplicating_rows(tmp_path: Path, model_dir: Path) -> None:
+    corpus = pd.read_csv(DATA, dtype=str, keep_default_na=False)
+    big = pd.DataFrame({"n": range(30_000), "text": np.resize(corpus["text"].to_numpy(), 30_000)})
+    big.to_csv(tmp_path / "in.csv", index=False)
+    cmd = [sys.executable, str(ROOT / "score.py"), str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv"),
+           "--model-dir", str(model_dir), "--chunk-size", "500", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
+    parts = tmp_path / "out.csv.parts"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(parts.glob("part-*.csv"))) < 4:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "out.csv").exists(), "the run finished before it could be killed"
+    subprocess.run([*cmd, "--resume"], check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert out["n"].tolist() == list(range(30_000))
+    clean = tmp_path / "clean.csv"
+    subprocess.run([*cmd[:4], str(clean), *cmd[5:]], check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
+    assert (tmp_path / "out.csv").read_bytes() == clean.read_bytes()
