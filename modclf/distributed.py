@@ -1,0 +1,178 @@
+"""Distributed batch scoring on a Dask cluster (``score.py --engine dask``).
+
+The input is read as a partitioned Dask DataFrame (JSON Lines split by bytes, Parquet by file or
+row group, CSV one partition per file), every partition is scored by the same code as local scoring, and the output is a
+partitioned dataset written to a temporary directory that is renamed into place at the end.
+
+The model travels with the tasks: the client reads and verifies ``model.joblib`` once and
+broadcasts its bytes to the workers, so workers need no shared filesystem with the client. Each
+worker process unpickles the model once (cached by checksum).
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .labels import LABELS
+from .model import DEFAULT_MODEL_DIR, MODEL_FILE, read_meta, sha256_file
+from .predict import RESULT_COLUMNS, score_frame
+from .scoring import FORMATS, ScoreSummary, ScoringError
+
+log = logging.getLogger(__name__)
+
+_PREDICTORS: dict[str, Any] = {}
+
+
+def _predictor(model_bytes: bytes, sha: str, fast: bool) -> Any:
+    key = f"{sha}:{fast}"
+    if key not in _PREDICTORS:
+        import joblib
+
+        from .model import ModelArtifact
+
+        artifact = ModelArtifact(pipeline=joblib.load(io.BytesIO(model_bytes)), meta={"model_version": sha[:12]})
+        if fast:
+            from .fast import FastPredictor
+
+            _PREDICTORS[key] = FastPredictor.from_artifact(artifact)
+        else:
+            _PREDICTORS[key] = artifact
+    return _PREDICTORS[key]
+
+
+def _score_partition(df: pd.DataFrame, model_bytes: bytes, sha: str, fast: bool, text_column: str,
+                     prefix: str) -> pd.DataFrame:
+    if text_column not in df.columns:  # JSON partitions may lack the key altogether
+        df = df.assign(**{text_column: None})
+    out = score_frame(_predictor(model_bytes, sha, fast), df, text_column, prefix)
+    # a typed string column (not object) so Dask can infer the Parquet schema from its metadata
+    return out.astype({prefix + "label": "str", prefix + "error": "str"})
+
+
+def _input_format(path: str) -> str:
+    candidates = sorted(glob.glob(os.path.join(path, "*"))) if os.path.isdir(path) else sorted(glob.glob(path))
+    if not candidates:
+        raise ScoringError(f"{path}: no input files found")
+    suffixes = {Path(c).suffix.lower() for c in candidates if not Path(c).name.startswith((".", "_"))}
+    formats = {FORMATS.get(s) for s in suffixes}
+    if len(formats) != 1 or None in formats:
+        raise ScoringError(f"{path}: input files must all be .csv, .jsonl or .parquet (found {', '.join(sorted(suffixes))})")
+    return formats.pop()
+
+
+def _output_format(path: str) -> str:
+    suffix = Path(path.rstrip("/")).suffix.lower()
+    return FORMATS.get(suffix, "parquet") if suffix else "parquet"
+
+
+def score_dask(
+    input_path: str,
+    output_path: str,
+    model_dir: str | Path = DEFAULT_MODEL_DIR,
+    text_column: str = "text",
+    prefix: str = "",
+    scheduler: str | None = None,
+    partition_size: str = "64MB",
+    fast: bool = True,
+    n_workers: int | None = None,
+) -> ScoreSummary:
+    """Score a (possibly multi-file) input on Dask into the partitioned dataset ``output_path``."""
+    import dask.dataframe as dd
+    from dask.distributed import Client, LocalCluster
+
+    if not log.isEnabledFor(logging.DEBUG):  # the cluster's start/stop chatter is not the user's business
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+
+    in_fmt, out_fmt = _input_format(input_path), _output_format(output_path)
+    meta_json = read_meta(model_dir)
+    model_file = Path(model_dir) / MODEL_FILE
+    model_bytes = model_file.read_bytes()
+    if sha256_file(model_file) != meta_json["model_sha256"]:
+        raise ScoringError(f"{model_file}: sha256 does not match model.json")
+    sha = meta_json["model_sha256"]
+    source = os.path.join(input_path, f"*{'.' + in_fmt if in_fmt != 'jsonl' else '.jsonl'}") if os.path.isdir(input_path) else input_path
+
+    start = time.perf_counter()
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
+                               host="127.0.0.1", dashboard_address=None, processes=True)
+        client = Client(cluster)
+    try:
+        if in_fmt == "csv":
+            # CSV is not split by bytes: a quoted comment may contain newlines, and a split inside one
+            # breaks parsing. One partition per file; use several files, JSON Lines or Parquet to scale.
+            ddf = dd.read_csv(source, dtype=str, keep_default_na=False, na_values=[], blocksize=None)
+        elif in_fmt == "jsonl":
+            ddf = dd.read_json(source, lines=True, orient="records", blocksize=partition_size, dtype=False)
+        else:
+            ddf = dd.read_parquet(source)
+        if text_column not in ddf.columns:
+            raise ScoringError(f"{input_path}: no column {text_column!r} (columns: {', '.join(map(str, ddf.columns))})")
+        clash = [prefix + c for c in RESULT_COLUMNS if prefix + c in ddf.columns]
+        if clash:
+            raise ScoringError(f"{input_path}: the input already has column(s) {', '.join(clash)}; use --prefix")
+        [model_future] = client.scatter([model_bytes], broadcast=True)
+        # the output schema, from scoring two sample rows of the input's schema here on the client
+        sample = ddf._meta_nonempty.copy()
+        sample[text_column] = ["sample", "text"][: len(sample)]
+        meta = _score_partition(sample, model_bytes, sha, fast, text_column, prefix).iloc[:0]
+        scored = ddf.map_partitions(_score_partition, model_future, sha, fast, text_column, prefix, meta=meta)
+
+        out = Path(output_path.rstrip("/"))
+        tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            if out_fmt == "parquet":
+                scored.to_parquet(str(tmp), write_index=False)
+            elif out_fmt == "csv":
+                tmp.mkdir(parents=True)
+                scored.to_csv(str(tmp / "part-*.csv"), index=False)
+            else:
+                tmp.mkdir(parents=True)
+                scored.to_json(str(tmp / "part-*.jsonl"), orient="records", lines=True, force_ascii=False)
+            if out.exists():
+                shutil.rmtree(out) if out.is_dir() else out.unlink()
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        summary = _summarize(out, out_fmt, prefix)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _summarize(out: Path, fmt: str, prefix: str) -> ScoreSummary:
+    """Counts read back from the written dataset (only the two columns needed)."""
+    cols = [prefix + "label", prefix + "error"]
+    files = sorted(p for p in out.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
+    summary = ScoreSummary()
+    for f in files:
+        if fmt == "parquet":
+            df = pd.read_parquet(f, columns=cols)
+        elif fmt == "csv":
+            df = pd.read_csv(f, usecols=cols, dtype=str, keep_default_na=False)
+        else:
+            df = pd.read_json(f, lines=True, dtype=False)[cols]
+        err = df[cols[1]].fillna("")
+        summary.add({"rows": len(df), "scored": int((err == "").sum()),
+                     "errors": Counter(err[err != ""].tolist()),
+                     "labels": Counter(df[cols[0]][err == ""].tolist())})
+    assert set(summary.labels) <= set(LABELS)
+    return summary
