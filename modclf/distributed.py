@@ -136,13 +136,14 @@ def score_dask(
         tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
         try:
             if out_fmt == "parquet":
-                scored.to_parquet(str(tmp), write_index=False)
+                scored.to_parquet(str(tmp), write_index=False, name_function=lambda i: f"part-{i:06d}.parquet")
             elif out_fmt == "csv":
                 tmp.mkdir(parents=True)
-                scored.to_csv(str(tmp / "part-*.csv"), index=False)
+                scored.to_csv(str(tmp / "part-*.csv"), index=False, name_function=_part_name)
             else:
                 tmp.mkdir(parents=True)
-                scored.to_json(str(tmp / "part-*.jsonl"), orient="records", lines=True, force_ascii=False)
+                scored.to_json(str(tmp / "part-*.jsonl"), orient="records", lines=True, force_ascii=False,
+                              name_function=_part_name)
             if out.exists():
                 shutil.rmtree(out) if out.is_dir() else out.unlink()
             os.replace(tmp, out)
@@ -156,6 +157,11 @@ def score_dask(
             cluster.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _part_name(i: int) -> str:
+    """Zero-padded so that the parts sort in partition order."""
+    return f"{i:06d}"
 
 
 def _summarize(out: Path, fmt: str, prefix: str) -> ScoreSummary:
