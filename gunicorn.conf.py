@@ -8,6 +8,7 @@ Environment:
     MODCLF_THREADS   threads per worker (default 1 = sync workers; >1 = gthread with keep-alive)
     MODCLF_TIMEOUT   seconds before a stuck worker is killed and replaced (default 30)
     MODCLF_CONTROL_SOCKET  path of gunicorn's control socket (default: none)
+    MODCLF_PIDFILE   write the master's pid here (default: none)
     MODCLF_*         service settings, read by create_app (model dir, policy, limits, API keys)
     PROMETHEUS_MULTIPROC_DIR  where workers keep metric values; a private temporary directory is
                      created (and removed at exit) when unset, so /metrics covers every worker
@@ -62,6 +63,7 @@ limit_request_fields = 100
 errorlog = "-"
 loglevel = os.environ.get("MODCLF_LOG_LEVEL", "info").lower()
 proc_name = "modclf"
+pidfile = os.environ.get("MODCLF_PIDFILE") or None  # for `kill -HUP $(cat $MODCLF_PIDFILE)`
 # gunicorn's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl), which two
 # servers on one machine would fight over: off unless MODCLF_CONTROL_SOCKET names a path.
 control_socket_disable = not os.environ.get("MODCLF_CONTROL_SOCKET")
