@@ -277,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: wrk not installed (apt-get install wrk), or use --tool python", file=sys.stderr)
         return 2
 
+    load_before = os.getloadavg()[0]
     texts = load_texts(2000, args.seed)
     singles = [json.dumps({"text": t}).encode() for t in texts[:500]]
     batches = [json.dumps({"comments": [{"id": str(k), "text": texts[(j * args.batch_size + k) % len(texts)]}
@@ -315,9 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     results += [single, batch]
 
     health, classify, batch_http = results[0], results[1], results[2]
+    load_after = os.getloadavg()[0]
     print()
     print(f"model {version}; server: gunicorn, {args.workers} worker(s) x {args.threads} thread(s) on "
           f"{os.cpu_count()} CPU(s); load: {tool}, {args.connections} connections, {args.duration:g} s per scenario")
+    print(f"1-minute load average before/after: {load_before:.2f}/{load_after:.2f} (other processes skew the numbers)")
     print(f"{'scenario':<34}{'req/s':>10}{'comments/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for r in results:
         items = f"{r.items_per_s:12.0f}" if not r.name.startswith("GET") else f"{'-':>12}"
@@ -339,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model_version": version, "tool": tool, "workers": args.workers,
                                          "threads": args.threads, "connections": args.connections,
-                                         "duration": args.duration, "results": [asdict(r) for r in results],
+                                         "duration": args.duration, "loadavg": [load_before, load_after],
+                                         "results": [asdict(r) for r in results],
                                          "ratios": ratios}, indent=2))
     return 0
 

@@ -294,6 +294,16 @@ def test_bad_batch_input_is_a_400_json_error(client, body, code) -> None:
     assert_error(client.post("/v1/classify/batch", json=body), 400, code)
 
 
+@pytest.mark.parametrize("kwargs,status,code", [
+    (dict(data="reload please", content_type="text/plain"), 415, "unsupported_media_type"),
+    (dict(data="{", content_type=JSON), 400, "invalid_json"),
+    (dict(json=[]), 400, "invalid_body"),
+    (dict(json={"model_dir": "/tmp/evil"}), 400, "unknown_field"),
+], ids=["text/plain", "malformed", "array", "model_dir is not accepted"])
+def test_bad_admin_reload_input(client, kwargs, status, code) -> None:
+    assert_error(client.post("/v1/admin/reload", **kwargs), status, code)
+
+
 def test_batch_error_names_the_offending_item(client) -> None:
     err = assert_error(client.post("/v1/classify/batch", json={"comments": [{"text": "a"}, {"text": ""}]}), 400, "empty_text")
     assert "comments[1]" in err["message"]
