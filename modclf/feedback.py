@@ -1,0 +1,376 @@
+"""The feedback store: moderators' decisions, kept durably so they can flow back into training.
+
+One row per comment ``id`` (idempotent: sending the same decision again changes nothing; sending a
+different decision for the same id replaces it and keeps the old one in ``feedback_history``, so no
+decision is ever lost). Every write is committed before the caller is answered, so an acknowledged
+decision survives a crash or ``kill -9`` of the server.
+
+Storage is any SQLAlchemy database URL (``MODCLF_FEEDBACK_DB``; PostgreSQL when several server
+instances share one store, with its driver installed). The default is SQLite (``sqlite:///feedback.db``)
+in WAL mode with ``synchronous=FULL`` (a committed write is on disk, not only in the OS cache) and
+``BEGIN IMMEDIATE`` writes, so the workers of one gunicorn server queue for the write lock instead of
+failing with "database is locked".
+
+Labels are those of :data:`modclf.labels.LABELS`, plus :data:`HAM` ("not spam", recorded by the
+Akismet-compatible ``submit-ham``, whose sender does not say which of the other labels applies).
+
+HTTP (blueprint :data:`bp`, registered by :func:`modclf.integrations.register_integrations`):
+
+- ``POST /v1/feedback`` ``{"id", "text", "label", "source"?}`` -> 201 created / 200 unchanged or updated;
+- ``GET /v1/feedback/export`` -> every stored decision as CSV (``id,text,label,source,created_at,updated_at``),
+  streamed in batches so the export of a large store needs no more memory than a small one.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal, Mapping
+
+from flask import Blueprint, Response, current_app, jsonify
+from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, event, func,
+                        insert, select, update)
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+
+from .labels import LABELS
+from .serving.errors import APIError
+from .serving.validation import check_id, check_query, check_text, read_json_object, without_surrogates
+
+log = logging.getLogger(__name__)
+
+#: Environment variable (and ``create_app`` config key ``feedback_db``) naming the store.
+FEEDBACK_DB_ENV = "MODCLF_FEEDBACK_DB"
+DEFAULT_FEEDBACK_DB = "sqlite:///feedback.db"
+#: "Not spam": the label recorded by Akismet's submit-ham.
+HAM = "ham"
+FEEDBACK_LABELS: tuple[str, ...] = (*LABELS, HAM)
+MAX_ID_CHARS = 256
+MAX_SOURCE_CHARS = 256
+EXPORT_COLUMNS = ("id", "text", "label", "source", "created_at", "updated_at")
+EXPORT_BATCH = 500
+#: Seconds a writer waits for another process' write lock before giving up (SQLite).
+SQLITE_BUSY_TIMEOUT = 30.0
+
+Outcome = Literal["created", "updated", "unchanged"]
+
+_metadata = MetaData()
+feedback_table = Table(
+    "feedback", _metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),  # stable export order
+    Column("id", String(MAX_ID_CHARS), nullable=False, unique=True),
+    Column("text", Text, nullable=False),
+    Column("label", String(16), nullable=False),
+    Column("source", String(MAX_SOURCE_CHARS), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+history_table = Table(
+    "feedback_history", _metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(MAX_ID_CHARS), nullable=False, index=True),
+    Column("text", Text, nullable=False),
+    Column("label", String(16), nullable=False),
+    Column("source", String(MAX_SOURCE_CHARS), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("replaced_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class FeedbackError(RuntimeError):
+    """The store cannot be opened or written; the message is one line and has no secrets."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One stored decision."""
+
+    id: str
+    text: str
+    label: str
+    source: str
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+
+
+def resolve_db_url(explicit: str | None = None, extra: Mapping[str, Any] | None = None) -> str:
+    """The store URL: ``explicit``, else config ``feedback_db``, else ``$MODCLF_FEEDBACK_DB``, else the default."""
+    for candidate in (explicit, (extra or {}).get("feedback_db"), os.environ.get(FEEDBACK_DB_ENV)):
+        if candidate is not None and str(candidate).strip():
+            return str(candidate).strip()
+    return DEFAULT_FEEDBACK_DB
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def _utc(value: _dt.datetime) -> _dt.datetime:
+    """SQLite gives naive datetimes back; they were written as UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=_dt.timezone.utc)
+
+
+class FeedbackStore:
+    """Decisions in a SQL database. Thread-safe; safe across fork (one engine per process)."""
+
+    def __init__(self, url: str):
+        try:
+            self._url: URL = make_url(url)
+        except ArgumentError:
+            raise FeedbackError(f"feedback store: not a database URL: {url!r}") from None
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self._pid: int | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL with any password hidden (for logs and messages)."""
+        return self._url.render_as_string(hide_password=True)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self._url.get_backend_name() == "sqlite"
+
+    def sqlite_path(self) -> Path | None:
+        """The database file of a file-based SQLite store, else None."""
+        if not self.is_sqlite or not self._url.database or self._url.database == ":memory:":
+            return None
+        return Path(self._url.database)
+
+    # -- connection management ------------------------------------------------------------------
+
+    def _make_engine(self) -> Engine:
+        if self.is_sqlite:
+            path = self.sqlite_path()
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(self._url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
+
+            @event.listens_for(engine, "connect")
+            def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+                # Take transaction control from the sqlite3 module, so "begin" below decides how.
+                dbapi_connection.isolation_level = None
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+                cursor.execute("PRAGMA synchronous=FULL")  # a commit is on disk before it returns
+                cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
+                cursor.close()
+
+            @event.listens_for(engine, "begin")
+            def _sqlite_begin(conn: Connection) -> None:
+                # A write takes the lock up front: a deferred transaction that reads then writes can
+                # fail at once with SQLITE_BUSY when another process committed in between.
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+        else:
+            engine = create_engine(self._url, pool_pre_ping=True)
+        _metadata.create_all(engine)
+        return engine
+
+    def engine(self) -> Engine:
+        """This process' engine, created (with the tables) on first use.
+
+        Lazily, per process: gunicorn forks workers from a master that built the app, and a
+        database connection must never be shared across fork. Also, merely starting the service
+        creates no database file.
+        """
+        pid = os.getpid()
+        if self._engine is None or self._pid != pid:
+            with self._lock:
+                if self._engine is None or self._pid != pid:
+                    if self._engine is not None:
+                        self._engine.dispose(close=False)  # the parent's connections stay the parent's
+                    try:
+                        self._engine = self._make_engine()
+                    except SQLAlchemyError as exc:
+                        raise FeedbackError(f"feedback store {self.url}: cannot open: {_short(exc)}") from None
+                    except ModuleNotFoundError as exc:
+                        raise FeedbackError(f"feedback store {self.url}: database driver not installed ({exc.name})") from None
+                    except OSError as exc:
+                        raise FeedbackError(f"feedback store {self.url}: cannot create its directory: {exc.strerror or exc}") from None
+                    self._pid = pid
+        return self._engine
+
+    def check(self) -> None:
+        """Open the store now (create tables); raises FeedbackError."""
+        self.engine()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+            self._engine, self._pid = None, None
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def record(self, id: str, text: str, label: str, source: str) -> Outcome:
+        """Store one decision; returns only after it is committed.
+
+        Same id with the same text and label: ``unchanged``. Same id with another text or label:
+        ``updated`` (the previous decision is moved to ``feedback_history``). Raises ValueError for
+        a bad label or empty id/text, FeedbackError when the database fails.
+        """
+        if label not in FEEDBACK_LABELS:
+            raise ValueError(f"unknown label {label!r} (labels: {', '.join(FEEDBACK_LABELS)})")
+        if not id or len(id) > MAX_ID_CHARS:
+            raise ValueError(f"id must have 1 to {MAX_ID_CHARS} characters")
+        if not text.strip():
+            raise ValueError("text is empty")
+        source = source[:MAX_SOURCE_CHARS]
+        t = feedback_table
+        for attempt in range(3):
+            try:
+                with self.engine().connect() as conn:
+                    conn.execution_options(write=True)
+                    with conn.begin():  # commits on leaving the block, before we return
+                        now = _now()
+                        row = conn.execute(select(t.c.text, t.c.label, t.c.source, t.c.updated_at)
+                                           .where(t.c.id == id)).first()
+                        if row is None:
+                            conn.execute(insert(t).values(id=id, text=text, label=label, source=source,
+                                                          created_at=now, updated_at=now))
+                            outcome: Outcome = "created"
+                        elif row.text == text and row.label == label:
+                            outcome = "unchanged"
+                        else:
+                            conn.execute(insert(history_table).values(
+                                id=id, text=row.text, label=row.label, source=row.source,
+                                decided_at=row.updated_at, replaced_at=now))
+                            conn.execute(update(t).where(t.c.id == id)
+                                         .values(text=text, label=label, source=source, updated_at=now))
+                            outcome = "updated"
+                return outcome
+            except IntegrityError:
+                # Another process inserted this id between our read and our insert (databases
+                # without a write lock up front): read again, and it is an update or a repeat.
+                if attempt == 2:
+                    raise FeedbackError(f"feedback store {self.url}: concurrent writes to id {id!r} kept conflicting") from None
+            except SQLAlchemyError as exc:
+                raise FeedbackError(f"feedback store {self.url}: write failed: {_short(exc)}") from None
+        raise AssertionError("unreachable")
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def iter_decisions(self, batch: int = EXPORT_BATCH) -> Iterator[Decision]:
+        """Every stored decision in insertion order, read in batches of short transactions."""
+        t = feedback_table
+        last = 0
+        while True:
+            try:
+                with self.engine().connect() as conn:
+                    rows = conn.execute(select(t).where(t.c.seq > last).order_by(t.c.seq).limit(batch)).all()
+            except SQLAlchemyError as exc:
+                raise FeedbackError(f"feedback store {self.url}: read failed: {_short(exc)}") from None
+            for row in rows:
+                yield Decision(row.id, row.text, row.label, row.source, _utc(row.created_at), _utc(row.updated_at))
+            if len(rows) < batch:
+                return
+            last = rows[-1].seq
+
+    def decisions(self) -> list[Decision]:
+        return list(self.iter_decisions())
+
+    def count(self) -> int:
+        try:
+            with self.engine().connect() as conn:
+                return int(conn.execute(select(func.count()).select_from(feedback_table)).scalar_one())
+        except SQLAlchemyError as exc:
+            raise FeedbackError(f"feedback store {self.url}: read failed: {_short(exc)}") from None
+
+
+def _short(exc: BaseException) -> str:
+    """The first line of a driver error, without the SQL and parameters SQLAlchemy appends."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc)
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+# -- HTTP ---------------------------------------------------------------------------------------------
+
+bp = Blueprint("modclf_feedback", __name__)
+
+
+def get_store() -> FeedbackStore:
+    return current_app.extensions["modclf_feedback"]
+
+
+def record_or_503(store: FeedbackStore, id: str, text: str, label: str, source: str) -> Outcome:
+    """Record, turning a database failure into 503 (the client should retry; nothing was acknowledged)."""
+    try:
+        return store.record(id, text, label, source)
+    except FeedbackError as exc:
+        log.error("feedback not stored (id %r): %s", id, exc)
+        raise APIError(503, "feedback_unavailable", "the feedback store is unavailable; the decision was "
+                       "not stored, retry later", {"Retry-After": "5"}) from None
+
+
+@bp.post("/v1/feedback")
+def post_feedback() -> Any:
+    """Record a moderator's decision; answered only after it is committed."""
+    check_query(())
+    cfg = current_app.config["MODCLF"]
+    body = read_json_object({"id", "text", "label", "source"}, {"id", "text", "label"})
+    comment_id = check_id(body["id"], "id")
+    if not comment_id.strip():
+        raise APIError(400, "invalid_id", "id is empty")
+    text = check_text(body["text"], "text", cfg.max_text_chars)
+    label = body["label"]
+    if not isinstance(label, str) or label not in LABELS:
+        raise APIError(400, "invalid_label", f"label must be one of {', '.join(LABELS)}")
+    source = body.get("source", "api")
+    if not isinstance(source, str) or not source.strip() or len(source) > MAX_SOURCE_CHARS:
+        raise APIError(400, "invalid_source", f"source must be a non-empty string of at most {MAX_SOURCE_CHARS} characters")
+    outcome = record_or_503(get_store(), comment_id, text, label, without_surrogates(source))
+    response = jsonify({"id": comment_id, "label": label, "status": outcome})
+    response.status_code = 201 if outcome == "created" else 200
+    return response
+
+
+@bp.get("/v1/feedback/export")
+def export_feedback() -> Any:
+    """Stream every decision as CSV. A failure after the first byte aborts the connection, so a
+    client never mistakes a truncated export for a complete one (the chunked body has no end)."""
+    check_query(())
+    store = get_store()
+    rows = store.iter_decisions()
+    try:
+        first = next(rows, None)  # fail as a clean 503 while no byte has been sent
+    except FeedbackError as exc:
+        log.error("feedback export failed: %s", exc)
+        raise APIError(503, "feedback_unavailable", "the feedback store is unavailable, retry later",
+                       {"Retry-After": "5"}) from None
+
+    def generate() -> Iterator[str]:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\r\n")
+        writer.writerow(EXPORT_COLUMNS)
+        pending = [first] if first is not None else []
+        count = 0
+        try:
+            for decision in _chain(pending, rows):
+                writer.writerow([decision.id, decision.text, decision.label, decision.source,
+                                 decision.created_at.isoformat(), decision.updated_at.isoformat()])
+                count += 1
+                if buf.tell() >= 64 * 1024:
+                    yield buf.getvalue()
+                    buf.seek(0)
+                    buf.truncate()
+        except FeedbackError as exc:
+            log.error("feedback export aborted after %d rows: %s", count, exc)
+            raise
+        yield buf.getvalue()
+        log.info("feedback export: %d decisions", count)
+
+    return Response(generate(), status=200, content_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="feedback.csv"',
+                             "Cache-Control": "no-store"})
+
+
+def _chain(head: list[Decision], tail: Iterator[Decision]) -> Iterator[Decision]:
+    yield from head
+    yield from tail
