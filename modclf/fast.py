@@ -1,226 +1,154 @@
 """Fast inference for the trained TF-IDF + LogisticRegression pipeline.
 
 scikit-learn extracts n-grams with Python loops, one n-gram at a time, then builds a sparse matrix
-and multiplies it. For a fitted linear model all of that collapses into table lookups:
+and multiplies it. For a fitted linear model all of that collapses into table lookups, done here by
+one compiled kernel per batch (:func:`modclf._kernels.score_batch`):
 
-- character n-grams (``char_wb``) are produced for a whole batch at once with NumPy: the batch is
-  laid out as one array of code points, every window of length n inside a padded word is hashed
-  with a vectorized polynomial hash, and hashes are looked up in a sorted table of the vocabulary;
-- word unigrams/bigrams come from one regex pass per comment; token ids are looked up in a pandas
-  hash index and bigrams as (id, id) pairs in a sorted table;
-- per-feature weights ``idf * coef`` are precomputed, so each comment's logits are the sparse
-  product of its sublinear term counts with that table, divided by the TF-IDF norm.
+- each comment goes through :func:`modclf.text.prenormalize` (the regex part of normalization, in
+  Python), then the batch becomes one array of code points;
+- the kernel finishes normalization, tokenizes words with exact ``\\w`` semantics, forms sklearn's
+  ``char_wb`` n-grams, looks every term up in an open-addressing hash table (a hit is confirmed
+  against the stored term, so there is no approximation), counts terms per document, applies
+  sublinear tf, and adds ``tf * idf * coef / ||tf * idf||`` per block to the logits.
 
-The result is the same computation as ``pipeline.predict_proba`` in float64 (tests check identical
-labels and probabilities within 1e-6). The only approximation is the 64-bit hash of character
-n-grams: an unseen n-gram could in principle hash to a vocabulary entry (about 1 in 10^13 per
-n-gram for our vocabulary size); collisions inside the vocabulary are ruled out when the table is
-built.
+The result is the same computation as ``pipeline.predict_proba`` in float64; only the order of
+floating-point additions differs (tests check identical labels and probabilities within 1e-6).
 """
 
 from __future__ import annotations
 
-import re
+import logging
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
 
-from .features import TextNormalizer
+from . import _kernels as K
+from .features import WORD_TOKEN_PATTERN, TextNormalizer
 from .labels import LABELS
-from .text import normalize_text
+from .text import char_flags, prenormalize
 
-_MULT = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier (golden ratio), arithmetic mod 2**64
-_SEED = np.uint64(0x84222325CBF29CE4)
-
-
-def _len_salt(n: int) -> np.uint64:
-    return np.uint64((n * 0xC2B2AE3D27D4EB4F) & 0xFFFFFFFFFFFFFFFF)
+log = logging.getLogger(__name__)
 
 
-def _hash_strings(strings: Sequence[str]) -> np.ndarray:
-    """The same hash as the vectorized path, for the vocabulary (built once per model load)."""
-    mult, seed, mask = int(_MULT), int(_SEED), (1 << 64) - 1
-    out = np.empty(len(strings), dtype=np.uint64)
-    for i, s in enumerate(strings):
-        h = seed
-        for ch in s:
-            h = ((h * mult) & mask) ^ ord(ch)
-            h ^= h >> 29
-        out[i] = h ^ int(_len_salt(len(s)))
-    return out
+#: Character n-grams are keyed exactly when their packed codes fit in this many bits (tests lower it
+#: to exercise the hashed keys used for vocabularies with very many distinct characters).
+_EXACT_KEY_BITS = 64
 
 
-class _HashTable:
-    """Open-addressing (linear probing) table from 64-bit keys to feature indices, probed in bulk.
+def _table_size(n: int) -> int:
+    """Power of two with load factor <= 0.5 (short probes; a small table stays in cache)."""
+    return 1 << max(4, int(np.ceil(np.log2(max(n, 1) * 2))))
 
-    One or two random reads per lookup instead of a binary search's twenty.
+
+def _by_frequency(vec: TfidfVectorizer) -> tuple[np.ndarray, np.ndarray]:
+    """(order, rank): internal ids sorted by document frequency (low idf first), and its inverse.
+
+    Frequent terms then share cache lines in the count and weight arrays, which is most of the
+    memory traffic of scoring real text.
     """
-
-    def __init__(self, keys: np.ndarray, values: np.ndarray):
-        size = 1 << max(4, int(np.ceil(np.log2(max(len(keys), 1) * 4))))  # load factor <= 0.25
-        self.mask = np.uint64(size - 1)
-        self.keys = np.zeros(size, dtype=np.uint64)
-        self.values = np.full(size, -1, dtype=np.int64)
-        for k, v in zip(keys.tolist(), values.tolist()):  # built once per model load
-            slot = (k ^ (k >> 32)) & (size - 1)
-            while self.values[slot] != -1:
-                slot = (slot + 1) & (size - 1)
-            self.keys[slot], self.values[slot] = k, v
-
-    def lookup(self, h: np.ndarray) -> np.ndarray:
-        """Feature index for each key, -1 when absent."""
-        out = np.full(len(h), -1, dtype=np.int64)
-        slot = (h ^ (h >> np.uint64(32))) & self.mask
-        todo = np.arange(len(h))
-        while len(todo):
-            v = self.values[slot]
-            found = (self.keys[slot] == h[todo]) & (v != -1)
-            out[todo[found]] = v[found]
-            more = ~found & (v != -1)  # occupied by another key: probe the next slot
-            todo, slot = todo[more], (slot[more] + np.uint64(1)) & self.mask
-        return out
+    order = np.argsort(np.asarray(vec.idf_), kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return order, rank
 
 
-class _CharTable:
-    """Vectorized ``char_wb`` n-gram counting against a fitted vocabulary."""
-
-    def __init__(self, vec: TfidfVectorizer):
-        min_n, max_n = vec.ngram_range
-        if vec.analyzer != "char_wb" or min_n > 3 or vec.lowercase or vec.strip_accents or vec.preprocessor:
-            raise ValueError("fast path supports char_wb vectorizers with min_n <= 3 and no preprocessing")
-        self.min_n, self.max_n = min_n, max_n
-        terms = list(vec.vocabulary_)
-        keys = _hash_strings(terms)
-        if len(np.unique(keys)) != len(keys):
-            raise ValueError("hash collision inside the character vocabulary")
-        idx = np.fromiter((vec.vocabulary_[t] for t in terms), dtype=np.int64, count=len(terms))
-        self.table = _HashTable(keys, idx)
-        self.n_features = len(terms)
-
-    def counts(self, docs: Sequence[str]) -> sp.csr_matrix:
-        # Pad every word with a space on each side ("a b" -> " a  b "): windows inside one padded
-        # word are exactly sklearn's char_wb n-grams once whitespace is single spaces (normalize_text
-        # guarantees that).
-        padded = ["".join((" ", d.replace(" ", "  "), " ")) if d else "" for d in docs]
-        lengths = np.fromiter((len(p) for p in padded), dtype=np.int64, count=len(padded))
-        cp = np.frombuffer("".join(padded).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-        doc_of = np.repeat(np.arange(len(docs)), lengths)
-        is_space = cp == 32
-        # a padded word starts at a space followed by a non-space and ends after the space that
-        # follows its last non-space character
-        start_flag = np.zeros(len(cp), dtype=bool)
-        start_flag[:-1] = is_space[:-1] & ~is_space[1:]
-        word_id = np.cumsum(start_flag) - 1
-        end_flag = np.zeros(len(cp), dtype=bool)
-        end_flag[1:] = is_space[1:] & ~is_space[:-1]
-        word_end = np.flatnonzero(end_flag) + 1
-        pos = np.flatnonzero(word_id >= 0)
-        room = word_end[word_id[pos]] - pos  # characters left in the padded word from each position
-        h = np.full(len(pos), _SEED, dtype=np.uint64)
-        rows, cols = [], []
-        with np.errstate(over="ignore"):
-            for n in range(1, self.max_n + 1):
-                keep = room >= n
-                pos, room, h = pos[keep], room[keep], h[keep]
-                # extend each window's hash by one character: hash(s[:n]) from hash(s[:n-1])
-                h = (h * _MULT) ^ cp[pos + (n - 1)]
-                h ^= h >> np.uint64(29)
-                if n < self.min_n:
-                    continue
-                feat = self.table.lookup(h ^ _len_salt(n))
-                hit = feat >= 0
-                rows.append(doc_of[pos[hit]])
-                cols.append(feat[hit])
-        return _count_matrix(rows, cols, len(docs), self.n_features)
+def _pool(terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Terms as one code-point array plus start offsets and lengths."""
+    lengths = np.fromiter(map(len, terms), dtype=np.int64, count=len(terms))
+    starts = np.zeros(len(terms), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    pool = np.frombuffer("".join(terms).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    return pool, starts, lengths
 
 
-class _WordTable:
-    """Word unigram/bigram counting against a fitted vocabulary."""
-
-    def __init__(self, vec: TfidfVectorizer):
-        if vec.analyzer != "word" or vec.ngram_range[0] != 1 or vec.ngram_range[1] > 2 or vec.lowercase \
-                or vec.stop_words or vec.strip_accents or vec.preprocessor or vec.tokenizer:
-            raise ValueError("fast path supports word vectorizers with ngram_range (1, 1|2) and no preprocessing")
-        self.pattern = re.compile(vec.token_pattern)
-        vocab = vec.vocabulary_
-        tokens = sorted({part for term in vocab for part in term.split(" ")})
-        self.tokens = pd.Index(tokens)
-        self.uni = np.array([vocab.get(t, -1) for t in tokens], dtype=np.int64)
-        bigrams = [(t, i) for t, i in vocab.items() if " " in t]
-        T = np.int64(len(tokens))
-        if bigrams:
-            a = self.tokens.get_indexer([t.split(" ")[0] for t, _ in bigrams]).astype(np.int64)
-            b = self.tokens.get_indexer([t.split(" ")[1] for t, _ in bigrams]).astype(np.int64)
-            keys = a * T + b
-            order = np.argsort(keys)
-            self.bi_keys = keys[order]
-            self.bi_index = np.array([i for _, i in bigrams], dtype=np.int64)[order]
-        else:
-            self.bi_keys = self.bi_index = np.zeros(0, dtype=np.int64)
-        self.T = T
-        self.n_features = len(vocab)
-
-    def counts(self, docs: Sequence[str]) -> sp.csr_matrix:
-        findall = self.pattern.findall
-        per_doc = [findall(d) for d in docs]
-        n_tok = np.fromiter((len(t) for t in per_doc), dtype=np.int64, count=len(per_doc))
-        flat = [t for toks in per_doc for t in toks]
-        if not flat:
-            return sp.csr_matrix((len(docs), self.n_features))
-        tid = self.tokens.get_indexer(flat).astype(np.int64)  # -1 when unknown
-        doc_of = np.repeat(np.arange(len(docs)), n_tok)
-        rows, cols = [], []
-        known = tid >= 0
-        uni = np.full(len(tid), -1, dtype=np.int64)
-        uni[known] = self.uni[tid[known]]
-        rows.append(doc_of[uni >= 0])
-        cols.append(uni[uni >= 0])
-        if len(self.bi_keys) and len(tid) > 1:
-            same_doc = doc_of[:-1] == doc_of[1:]
-            both = same_doc & known[:-1] & known[1:]
-            keys = tid[:-1][both] * self.T + tid[1:][both]
-            at = np.searchsorted(self.bi_keys, keys)
-            at[at == len(self.bi_keys)] = 0
-            hit = self.bi_keys[at] == keys
-            rows.append(doc_of[:-1][both][hit])
-            cols.append(self.bi_index[at[hit]])
-        return _count_matrix(rows, cols, len(docs), self.n_features)
+def _check_tfidf(vec: TfidfVectorizer) -> None:
+    if vec.norm != "l2" or not vec.use_idf or vec.binary or vec.lowercase or vec.strip_accents \
+            or vec.preprocessor is not None or vec.stop_words is not None:
+        raise ValueError("fast path supports TF-IDF with l2 norm, idf, counts, and no preprocessing")
 
 
-def _count_matrix(rows: list[np.ndarray], cols: list[np.ndarray], n_docs: int, n_features: int) -> sp.csr_matrix:
-    r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    c = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
-    m = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(n_docs, n_features))
-    m.sum_duplicates()
-    return m
+def _records(vec: TfidfVectorizer, coef: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Per internal id ``[idf, idf * coef[0], ..., idf * coef[k-1]]``, shape (n_features, 1 + n_classes)."""
+    idf = np.asarray(vec.idf_, dtype=np.float64)
+    rec = np.column_stack([idf, idf[:, None] * coef.T])
+    return np.ascontiguousarray(rec[order], dtype=np.float64)
 
 
-class _Block:
-    """One TfidfVectorizer of the FeatureUnion, with idf * coef folded into one weight table."""
+def _word_block(vec: TfidfVectorizer, coef: np.ndarray) -> tuple:
+    """Kernel arguments for a word vectorizer: token table, unigram and bigram feature maps, weights."""
+    _check_tfidf(vec)
+    if vec.analyzer != "word" or vec.tokenizer is not None or vec.token_pattern != WORD_TOKEN_PATTERN \
+            or vec.ngram_range[0] != 1 or vec.ngram_range[1] > 2:
+        raise ValueError(f"fast path supports word vectorizers with token_pattern {WORD_TOKEN_PATTERN!r} "
+                         "and ngram_range (1, 1) or (1, 2)")
+    vocab = vec.vocabulary_
+    order, rank = _by_frequency(vec)
+    tokens = sorted({part for term in vocab for part in term.split(" ")})
+    token_id = {t: i for i, t in enumerate(tokens)}
+    uni = np.array([rank[vocab[t]] if t in vocab else -1 for t in tokens], dtype=np.int64)
+    bigrams = [(term.split(" "), int(rank[f])) for term, f in vocab.items() if " " in term]
+    pair_keys = np.array([token_id[a] * len(tokens) + token_id[b] for (a, b), _ in bigrams], dtype=np.uint64)
+    pair_feat = np.array([f for _, f in bigrams], dtype=np.int64)
+    pool, starts, lengths = _pool(tokens)
+    tab = K.build_table(K.hash_terms(pool, starts, lengths), _table_size(len(tokens)))
+    return (tab, pool, starts, lengths, uni, K.build_table(pair_keys, _table_size(len(bigrams))), pair_feat,
+            len(tokens), bool(vec.sublinear_tf), _records(vec, coef, order))
 
-    def __init__(self, vec: TfidfVectorizer, coef: np.ndarray):
-        if vec.norm != "l2" or not vec.use_idf or vec.binary:
-            raise ValueError("fast path supports TF-IDF with l2 norm, idf and non-binary counts")
-        self.table = _CharTable(vec) if vec.analyzer == "char_wb" else _WordTable(vec)
-        self.sublinear = vec.sublinear_tf
-        self.idf = vec.idf_.astype(np.float64)
-        self.weights = (self.idf[:, None] * coef.T).astype(np.float64)  # (n_features, n_classes)
 
-    def logits(self, docs: Sequence[str]) -> np.ndarray:
-        m = self.table.counts(docs)
-        if self.sublinear:
-            np.log(m.data, out=m.data)
-            m.data += 1.0
-        # the l2 norm of the tf-idf row, computed without materializing the tf-idf matrix
-        sq = m.copy()
-        sq.data = (m.data * self.idf[m.indices]) ** 2
-        norm = np.sqrt(np.asarray(sq.sum(axis=1)).ravel())
-        norm[norm == 0] = 1.0
-        return np.asarray(m @ self.weights) / norm[:, None]
+def _char_block(vec: TfidfVectorizer, coef: np.ndarray) -> tuple:
+    """Kernel arguments for a ``char_wb`` vectorizer: n-gram table (term id == internal id), weights.
+
+    When the vocabulary has few enough distinct characters, each gets a code of ``bits`` bits and a
+    window's key is its codes packed into 64 bits (exact, no hashing); otherwise ``bits`` is 0 and
+    windows are hashed and confirmed against the stored term.
+    """
+    _check_tfidf(vec)
+    min_n, max_n = vec.ngram_range
+    if vec.analyzer != "char_wb" or not 1 <= min_n <= 3:
+        raise ValueError("fast path supports char_wb character vectorizers with min_n <= 3")
+    vocab = vec.vocabulary_
+    by_index = sorted(vocab, key=vocab.__getitem__)
+    if [vocab[t] for t in by_index] != list(range(len(by_index))):
+        raise ValueError("character vocabulary indices are not 0..n-1")
+    order, _ = _by_frequency(vec)
+    terms = [by_index[f] for f in order]
+    closed = all(t[:-1] in vocab for t in terms if len(t) > min_n)
+    pool, starts, lengths = _pool(terms)
+    alphabet = np.unique(pool)
+    bits = max(1, int(len(alphabet)).bit_length())
+    if bits * max_n <= _EXACT_KEY_BITS:
+        codes = np.zeros(int(alphabet.max()) + 1 if len(alphabet) else 1, dtype=np.int32)
+        codes[alphabet] = np.arange(1, len(alphabet) + 1)
+        keys = K.code_terms(pool, starts, lengths, codes, bits)
+    else:
+        bits, codes = 0, np.zeros(1, dtype=np.int32)
+        keys = K.hash_terms(pool, starts, lengths)
+    tab = K.build_table(keys, _table_size(len(terms)))
+    return (tab, pool, starts, lengths, codes, bits, closed, int(min_n), int(max_n), bool(vec.sublinear_tf),
+            _records(vec, coef, order))
+
+
+def _empty_word_block(n_classes: int) -> tuple:
+    empty = np.zeros(0, dtype=np.int64)
+    tab = K.build_table(np.zeros(0, dtype=np.uint64), 16)
+    return (tab, np.zeros(0, dtype=np.uint32), empty, empty, empty, tab, empty, 0, False, np.zeros((0, n_classes + 1)))
+
+
+def _empty_char_block(n_classes: int) -> tuple:
+    empty = np.zeros(0, dtype=np.int64)
+    tab = K.build_table(np.zeros(0, dtype=np.uint64), 16)
+    return (tab, np.zeros(0, dtype=np.uint32), empty, empty, np.zeros(1, dtype=np.int32), 1, True, 2, 1, False,
+            np.zeros((0, n_classes + 1)))
+
+
+#: sublinear tf ``1 + log(count)`` for small counts, computed by NumPy exactly as scikit-learn does.
+_LOG_TF = np.concatenate([[0.0], 1.0 + np.log(np.arange(1, 256, dtype=np.float64))])
+
+#: Texts run through the kernel at construction: compiles (or loads from the cache) every code path
+#: before the first real request, and before a server forks its workers.
+_WARM_UP = ["", "Warm up: ok?! x", "ÉCOLE été 😀 aaaa  b"]
 
 
 class FastPredictor:
@@ -230,30 +158,50 @@ class FastPredictor:
         steps = dict(pipeline.steps)
         if list(steps) != ["normalize", "features", "clf"] or not isinstance(steps["normalize"], TextNormalizer):
             raise ValueError("fast path expects the pipeline built by modclf.model.build_pipeline")
-        clf = steps["clf"]
+        clf, union = steps["clf"], steps["features"]
+        if getattr(union, "transformer_weights", None):
+            raise ValueError("fast path does not support FeatureUnion transformer_weights")
         order = [list(clf.classes_).index(label) for label in LABELS]
-        coef = clf.coef_[order].astype(np.float64)
-        self.intercept = clf.intercept_[order].astype(np.float64)
-        self.blocks: list[_Block] = []
+        coef = np.asarray(clf.coef_, dtype=np.float64)[order]
+        self.intercept = np.asarray(clf.intercept_, dtype=np.float64)[order]
+        n_classes = len(LABELS)
+        word, char = None, None
         offset = 0
-        for _, vec in steps["features"].transformer_list:
-            n = len(vec.vocabulary_)
-            self.blocks.append(_Block(vec, coef[:, offset:offset + n]))
-            offset += n
+        for _, vec in union.transformer_list:
+            if not isinstance(vec, TfidfVectorizer):
+                raise ValueError("fast path expects TfidfVectorizer features")
+            part = coef[:, offset:offset + len(vec.vocabulary_)]
+            offset += len(vec.vocabulary_)
+            if vec.analyzer == "word" and word is None:
+                word = _word_block(vec, part)
+            elif vec.analyzer == "char_wb" and char is None:
+                char = _char_block(vec, part)
+            else:
+                raise ValueError("fast path supports at most one word and one char_wb vectorizer")
         if offset != coef.shape[1]:
             raise ValueError("feature count does not match the classifier")
+        self._word = word if word is not None else _empty_word_block(n_classes)
+        self._char = char if char is not None else _empty_char_block(n_classes)
+        self._flags = char_flags()
         self.version = version
         self.labels = LABELS
+        self.decision_function(_WARM_UP)
+        log.debug("fast path ready for model %s", version)
 
     @classmethod
     def from_artifact(cls, artifact: "object") -> "FastPredictor":
         return cls(artifact.pipeline, getattr(artifact, "version", "unknown"))  # type: ignore[attr-defined]
 
     def decision_function(self, texts: Sequence[str], normalized: bool = False) -> np.ndarray:
-        docs = list(texts) if normalized else [normalize_text(t) for t in texts]
-        z = np.tile(self.intercept, (len(docs), 1))
-        for block in self.blocks:
-            z += block.logits(docs)
+        """Logits, shape (n, n_classes). ``normalized=True``: texts are already normalize_text output."""
+        docs = list(texts) if normalized else list(map(prenormalize, texts))
+        lengths = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
+        offsets = np.zeros(len(docs) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        cp = np.frombuffer("".join(docs).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        z = np.empty((len(docs), len(self.intercept)), dtype=np.float64)
+        z[:] = self.intercept
+        K.score_batch(cp, offsets, self._flags, _LOG_TF, self._word, self._char, z)
         return z
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:

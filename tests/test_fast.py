@@ -10,7 +10,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, Pipeline
+
+from modclf import fast as fast_module
 from modclf.fast import FastPredictor
+from modclf.features import WORD_TOKEN_PATTERN, TextNormalizer
+from modclf.labels import LABELS
+from modclf.model import ModelArtifact
 from modclf.text import normalize_text
 
 from .conftest import DATA
@@ -55,3 +63,62 @@ def test_identical_on_arbitrary_text(artifact, fast: FastPredictor, texts: list[
 def test_normalized_text_has_single_spaces(text: str) -> None:
     out = normalize_text(text)
     assert out == " ".join(out.split())
+
+
+def test_normalized_input_path(artifact, fast: FastPredictor) -> None:
+    texts = pd.read_csv(DATA, dtype=str, keep_default_na=False)["text"].tolist()[:300]
+    np.testing.assert_allclose(fast.decision_function([normalize_text(t) for t in texts], normalized=True),
+                               fast.decision_function(texts), rtol=0, atol=1e-12)
+
+
+def _small_pipeline(features: FeatureUnion, n: int = 1500) -> ModelArtifact:
+    frame = pd.read_csv(DATA, dtype=str, keep_default_na=False).head(n)
+    pipe = Pipeline([("normalize", TextNormalizer()), ("features", features),
+                     ("clf", LogisticRegression(C=10.0, max_iter=300))])
+    pipe.fit(frame["text"].tolist(), frame["label"].tolist())
+    assert set(pipe.classes_) == set(LABELS)
+    return ModelArtifact(pipeline=pipe)
+
+
+def _word(**kw) -> TfidfVectorizer:
+    return TfidfVectorizer(token_pattern=WORD_TOKEN_PATTERN, ngram_range=(1, 2), sublinear_tf=True, lowercase=False,
+                           **kw)
+
+
+def _char(**kw) -> TfidfVectorizer:
+    return TfidfVectorizer(analyzer="char_wb", sublinear_tf=True, lowercase=False, **kw)
+
+
+HARD = ["", "a", "?! ?!", "aaaa bbbb", "ÉCOLE été 😀", "x" * 3000, "one two three four five six",
+        "ｈｔｔｐ://ｗｗｗ.x.ｃｏｍ", "\ud800 surrogate", "word_with_underscore and digits 1234567890"]
+
+
+@pytest.mark.parametrize("features", [
+    # a vocabulary that is not prefix-closed (max_df drops frequent n-grams), n-grams from length 1
+    lambda: FeatureUnion([("word", _word(max_df=0.3)), ("char", _char(ngram_range=(1, 4), max_df=0.2))]),
+    # words only, unigrams only, raw counts (no sublinear tf)
+    lambda: FeatureUnion([("word", TfidfVectorizer(token_pattern=WORD_TOKEN_PATTERN, lowercase=False))]),
+    # characters only
+    lambda: FeatureUnion([("char", _char(ngram_range=(3, 6), min_df=2))]),
+], ids=["not-prefix-closed", "word-only", "char-only"])
+def test_identical_for_other_feature_settings(features) -> None:
+    small = _small_pipeline(features())
+    texts = pd.read_csv(DATA, dtype=str, keep_default_na=False)["text"].tolist()[1500:2500] + HARD
+    assert_same(small, FastPredictor.from_artifact(small), texts)
+
+
+def test_identical_with_hashed_character_keys(artifact, monkeypatch) -> None:
+    """Vocabularies with too many distinct characters for exact 64-bit keys use hashed keys."""
+    monkeypatch.setattr(fast_module, "_EXACT_KEY_BITS", 0)
+    hashed = FastPredictor.from_artifact(artifact)
+    assert hashed._char[5] == 0  # bits: hashed mode
+    texts = pd.read_csv(DATA, dtype=str, keep_default_na=False)["text"].tolist()[:2000] + HARD
+    assert_same(artifact, hashed, texts)
+
+
+def test_unsupported_pipelines_are_refused() -> None:
+    with pytest.raises(ValueError):
+        FastPredictor(Pipeline([("clf", LogisticRegression())]))
+    small = _small_pipeline(FeatureUnion([("char", TfidfVectorizer(analyzer="char", min_df=2))]), n=300)
+    with pytest.raises(ValueError):
+        FastPredictor.from_artifact(small)

@@ -1,0 +1,321 @@
+"""Numba-compiled kernels behind :mod:`modclf.text` and :mod:`modclf.fast`.
+
+Text arrives here as arrays of Unicode code points (``str.encode("utf-32-le")`` viewed as uint32),
+so every loop over characters, n-grams and features runs as machine code instead of Python
+bytecode. Character classes come from a table built from Python's own predicates
+(:func:`modclf.text.char_flags`), which keeps ``\\w``, ``str.split()`` and ``str.isalpha`` semantics
+exact. All functions are compiled with ``cache=True`` (compiled once per machine, then loaded from
+``__pycache__``) and ``nogil=True`` (threads of the service score in parallel).
+
+Vocabulary lookups use an open-addressing table keyed by a 64-bit hash; a hit is confirmed by
+comparing the code points with the stored term, so hash collisions can never change a result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: Bits of the per-code-point flag table.
+SPACE = 1  # str.isspace(): what str.split() splits on
+WORD = 2  # regex \w in str patterns (str.isalnum() or "_")
+ALPHA = 4  # str.isalpha()
+UPPER = 8  # str.isupper()
+
+_MULT = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier, arithmetic mod 2**64
+_SEED = np.uint64(0x84222325CBF29CE4)
+_SALT = np.uint64(0xC2B2AE3D27D4EB4F)
+_FMIX = np.uint64(0xFF51AFD7ED558CCD)
+_S29 = np.uint64(29)
+_S33 = np.uint64(33)
+
+
+@njit(cache=True, nogil=True)
+def _flag(flags: np.ndarray, c: np.uint32) -> int:
+    return flags[c] if c < flags.size else 0
+
+
+@njit(cache=True, nogil=True)
+def _step(h: np.uint64, c: np.uint32) -> np.uint64:
+    h = (h * _MULT) ^ np.uint64(c)
+    return h ^ (h >> _S29)
+
+
+@njit(cache=True, nogil=True)
+def _final(h: np.uint64, n: int) -> np.uint64:
+    k = h ^ (np.uint64(n) * _SALT)
+    k ^= k >> _S33
+    k *= _FMIX
+    return k ^ (k >> _S33)
+
+
+@njit(cache=True, nogil=True)
+def finish_into(cp: np.ndarray, start: int, end: int, flags: np.ndarray, out: np.ndarray, o: int) -> int:
+    """The last step of normalize_text on ``cp[start:end]``, written to ``out[o:]``; returns the end.
+
+    Equals ``" ".join(re.sub(r"(.)\\1{2,}", r"\\1\\1", s, flags=re.S).split())``: every run of one
+    repeated character is cut to two, then whitespace runs become one space, none at either end.
+    The output is never longer than the input.
+    """
+    o0 = o
+    pending = False
+    i = start
+    while i < end:
+        c = cp[i]
+        j = i + 1
+        while j < end and cp[j] == c:
+            j += 1
+        if _flag(flags, c) & SPACE:
+            pending = o > o0
+        else:
+            if pending:
+                out[o] = 32
+                o += 1
+                pending = False
+            out[o] = c
+            o += 1
+            if j - i >= 2:
+                out[o] = c
+                o += 1
+        i = j
+    return o
+
+
+@njit(cache=True, nogil=True)
+def finish_text(cp: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    out = np.empty(cp.size, dtype=np.uint32)
+    n = finish_into(cp, 0, cp.size, flags, out, 0)
+    return out[:n]
+
+
+@njit(cache=True, nogil=True)
+def count_letters(cp: np.ndarray, flags: np.ndarray) -> tuple[int, int]:
+    """(letters, upper-case characters) as ``sum(map(str.isalpha, s)), sum(map(str.isupper, s))``."""
+    letters = 0
+    upper = 0
+    for c in cp:
+        f = _flag(flags, c)
+        letters += (f & ALPHA) != 0
+        upper += (f & UPPER) != 0
+    return letters, upper
+
+
+@njit(cache=True, nogil=True)
+def hash_terms(pool: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    out = np.empty(starts.size, dtype=np.uint64)
+    for t in range(starts.size):
+        h = _SEED
+        for j in range(starts[t], starts[t] + lengths[t]):
+            h = _step(h, pool[j])
+        out[t] = _final(h, lengths[t])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def code_terms(pool: np.ndarray, starts: np.ndarray, lengths: np.ndarray, codes: np.ndarray, bits: int) -> np.ndarray:
+    """Exact keys: the terms' character codes (all >= 1) packed ``bits`` bits each."""
+    out = np.empty(starts.size, dtype=np.uint64)
+    for t in range(starts.size):
+        k = np.uint64(0)
+        for j in range(starts[t], starts[t] + lengths[t]):
+            k = (k << np.uint64(bits)) | np.uint64(codes[pool[j]])
+        out[t] = k
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _slot(key: np.uint64, mask: np.uint64) -> np.uint64:
+    k = key * _MULT
+    return (k ^ (k >> np.uint64(32))) & mask
+
+
+@njit(cache=True, nogil=True)
+def build_table(keys: np.ndarray, size: int) -> np.ndarray:
+    """Open-addressing table with linear probing; ``size`` a power of two.
+
+    Slot s is ``tab[2s]`` = key, ``tab[2s+1]`` = 1 + index into ``keys`` (0: empty), side by side so a
+    probe touches one cache line.
+    """
+    tab = np.zeros(2 * size, dtype=np.uint64)
+    mask = np.uint64(size - 1)
+    for t in range(keys.size):
+        slot = _slot(keys[t], mask)
+        while tab[2 * slot + 1] != 0:
+            slot = (slot + np.uint64(1)) & mask
+        tab[2 * slot] = keys[t]
+        tab[2 * slot + 1] = t + 1
+    return tab
+
+
+@njit(cache=True, nogil=True)
+def _find(tab: np.ndarray, key: np.uint64) -> int:
+    """Index of an exact key, -1 when absent."""
+    mask = np.uint64(tab.size // 2 - 1)
+    slot = _slot(key, mask)
+    while True:
+        v = tab[2 * slot + 1]
+        if v == 0:
+            return -1
+        if tab[2 * slot] == key:
+            return np.int64(v) - 1
+        slot = (slot + np.uint64(1)) & mask
+
+
+@njit(cache=True, nogil=True)
+def _find_text(tab, pool, starts, lengths, key, buf, s, n) -> int:  # type: ignore[no-untyped-def]
+    """Index of the term equal to ``buf[s:s+n]`` whose hash is ``key``, -1 when not in the vocabulary."""
+    mask = np.uint64(tab.size // 2 - 1)
+    slot = _slot(key, mask)
+    while True:
+        v = tab[2 * slot + 1]
+        if v == 0:
+            return -1
+        t = np.int64(v) - 1
+        if tab[2 * slot] == key and lengths[t] == n:
+            p = starts[t]
+            same = True
+            for j in range(n):
+                if pool[p + j] != buf[s + j]:
+                    same = False
+                    break
+            if same:
+                return t
+        slot = (slot + np.uint64(1)) & mask
+
+
+@njit(cache=True, nogil=True)
+def _emit(counts, touched, nt, rec, sublinear, log_tf, z, d, acc) -> None:  # type: ignore[no-untyped-def]
+    """Add one TF-IDF block's contribution to ``z[d]``: sum(tf * idf * coef) / ||tf * idf||.
+
+    ``rec[f]`` is ``[idf, idf * coef[0, f], idf * coef[1, f], ...]`` (one cache line per feature);
+    ``log_tf[c]`` is ``1 + log(c)`` for small counts, computed by NumPy as scikit-learn does.
+    """
+    k_n = z.shape[1]
+    for k in range(k_n):
+        acc[k] = 0.0
+    sq = 0.0
+    for i in range(nt):
+        f = touched[i]
+        c = counts[f]
+        counts[f] = 0
+        if not sublinear:
+            tf = float(c)
+        elif c < log_tf.size:
+            tf = log_tf[c]
+        else:
+            tf = 1.0 + np.log(float(c))
+        v = tf * rec[f, 0]
+        sq += v * v
+        for k in range(k_n):
+            acc[k] += tf * rec[f, k + 1]
+    if sq > 0.0:
+        norm = np.sqrt(sq)
+        for k in range(k_n):
+            z[d, k] += acc[k] / norm
+
+
+@njit(cache=True, nogil=True)
+def score_batch(cp, offsets, flags, log_tf, word, char, z):  # type: ignore[no-untyped-def]
+    """Logits of every document ``cp[offsets[d]:offsets[d+1]]`` added into ``z`` (pre-set to the intercept).
+
+    Each document is first finished like normalize_text (see :func:`finish_into`), then:
+
+    - word block: tokens are maximal runs of \\w characters plus single "?" and "!" (the pattern
+      ``\\b\\w+\\b|[?!]``), unigrams and bigrams of consecutive tokens looked up in the vocabulary;
+    - char block: sklearn's ``char_wb`` n-grams: each word padded with one space on both sides,
+      every window of min_n..max_n characters inside it (min_n <= 3: a padded word is never shorter).
+      Windows are keyed exactly by their characters' codes when those fit in 64 bits (``bits > 0``),
+      else by hash with the match confirmed against the stored term. With a prefix-closed
+      vocabulary (``closed``: every prefix of a term that is min_n long or more is a term, as
+      min_df/max_df=1.0 selection guarantees), a window that is not a term ends its row of windows;
+    - per block, sublinear tf, the l2 norm of tf * idf and the dot product with idf * coef.
+    """
+    (w_tab, w_pool, w_starts, w_lens, w_uni, p_tab, p_feat, n_tok, w_sub, w_rec) = word
+    (c_tab, c_pool, c_starts, c_lens, codes, bits, closed, min_n, max_n, c_sub, c_rec) = char
+    n_docs = offsets.size - 1
+    longest = 0
+    for d in range(n_docs):
+        longest = max(longest, offsets[d + 1] - offsets[d])
+    buf = np.empty(longest + 2, dtype=np.uint32)
+    w_counts = np.zeros(w_rec.shape[0], dtype=np.int32)
+    c_counts = np.zeros(c_rec.shape[0], dtype=np.int32)
+    w_touched = np.empty(w_rec.shape[0], dtype=np.int64)  # distinct features of one document
+    c_touched = np.empty(c_rec.shape[0], dtype=np.int64)
+    acc = np.empty(z.shape[1])
+    ubits = np.uint64(max(bits, 0))
+    for d in range(n_docs):
+        # buf = " " + finished text + " ": every word sits between two spaces, as char_wb pads it
+        buf[0] = 32
+        end = finish_into(cp, offsets[d], offsets[d + 1], flags, buf, 1)
+        buf[end] = 32
+        # ---- words
+        nt = 0
+        prev = -1
+        i = 1
+        while i < end:
+            c = buf[i]
+            if _flag(flags, c) & WORD:
+                j = i
+                h = _SEED
+                while j < end and _flag(flags, buf[j]) & WORD:
+                    h = _step(h, buf[j])
+                    j += 1
+            elif c == 63 or c == 33:  # "?" "!"
+                j = i + 1
+                h = _step(_SEED, c)
+            else:
+                i += 1
+                continue
+            tok = _find_text(w_tab, w_pool, w_starts, w_lens, _final(h, j - i), buf, i, j - i)
+            if tok >= 0:
+                f = w_uni[tok]
+                if f >= 0:
+                    if w_counts[f] == 0:
+                        w_touched[nt] = f
+                        nt += 1
+                    w_counts[f] += 1
+                if prev >= 0:
+                    p = _find(p_tab, np.uint64(prev) * np.uint64(n_tok) + np.uint64(tok))
+                    if p >= 0:
+                        f = p_feat[p]
+                        if w_counts[f] == 0:
+                            w_touched[nt] = f
+                            nt += 1
+                        w_counts[f] += 1
+            prev = tok
+            i = j
+        _emit(w_counts, w_touched, nt, w_rec, w_sub, log_tf, z, d, acc)
+        # ---- character n-grams within padded words
+        nt = 0
+        a = 0  # the padded word is buf[a:b+1]
+        while a < end - 1:
+            b = a + 1
+            while buf[b] != 32:
+                b += 1
+            wl = b + 1 - a
+            for off in range(a, b + 1):
+                h = _SEED
+                last = min(max_n, b + 1 - off)
+                for n in range(1, last + 1):
+                    c = buf[off + n - 1]
+                    if bits > 0:
+                        code = codes[c] if c < codes.size else 0
+                        if code == 0:  # a character no term has: no longer window is a term either
+                            break
+                        h = (h << ubits) | np.uint64(code) if n > 1 else np.uint64(code)
+                    else:
+                        h = _step(h, c)
+                    if n >= min_n:
+                        if bits > 0:
+                            t = _find(c_tab, h)
+                        else:
+                            t = _find_text(c_tab, c_pool, c_starts, c_lens, _final(h, n), buf, off, n)
+                        if t >= 0:  # (counting written out: a helper call per n-gram costs 4x)
+                            if c_counts[t] == 0:
+                                c_touched[nt] = t
+                                nt += 1
+                            c_counts[t] += 1
+                        elif closed:
+                            break
+            a = b
+        _emit(c_counts, c_touched, nt, c_rec, c_sub, log_tf, z, d, acc)
