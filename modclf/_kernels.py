@@ -130,11 +130,11 @@ def _slot(key: np.uint64, mask: np.uint64) -> np.uint64:
 
 
 @njit(cache=True, nogil=True)
-def build_table(keys: np.ndarray, size: int) -> np.ndarray:
+def build_table(keys: np.ndarray, size: int, first: int = 0) -> np.ndarray:
     """Open-addressing table with linear probing; ``size`` a power of two.
 
-    Slot s is ``tab[2s]`` = key, ``tab[2s+1]`` = 1 + index into ``keys`` (0: empty), side by side so a
-    probe touches one cache line.
+    Slot s is ``tab[2s]`` = key, ``tab[2s+1]`` = 1 + ``first`` + index into ``keys`` (0: empty), side by
+    side so a probe touches one cache line.
     """
     tab = np.zeros(2 * size, dtype=np.uint64)
     mask = np.uint64(size - 1)
@@ -143,7 +143,7 @@ def build_table(keys: np.ndarray, size: int) -> np.ndarray:
         while tab[2 * slot + 1] != 0:
             slot = (slot + np.uint64(1)) & mask
         tab[2 * slot] = keys[t]
-        tab[2 * slot + 1] = t + 1
+        tab[2 * slot + 1] = first + t + 1
     return tab
 
 
@@ -224,14 +224,15 @@ def score_batch(cp, offsets, flags, log_tf, word, char, z):  # type: ignore[no-u
       ``\\b\\w+\\b|[?!]``), unigrams and bigrams of consecutive tokens looked up in the vocabulary;
     - char block: sklearn's ``char_wb`` n-grams: each word padded with one space on both sides,
       every window of min_n..max_n characters inside it (min_n <= 3: a padded word is never shorter).
-      Windows are keyed exactly by their characters' codes when those fit in 64 bits (``bits > 0``),
+      Terms are split between a small table of the most frequent ones (it stays in cache) and a
+      table of the rest, probed second. Windows are keyed exactly by their characters' codes when those fit in 64 bits (``bits > 0``),
       else by hash with the match confirmed against the stored term. With a prefix-closed
       vocabulary (``closed``: every prefix of a term that is min_n long or more is a term, as
       min_df/max_df=1.0 selection guarantees), a window that is not a term ends its row of windows;
     - per block, sublinear tf, the l2 norm of tf * idf and the dot product with idf * coef.
     """
     (w_tab, w_pool, w_starts, w_lens, w_uni, p_tab, p_feat, n_tok, w_sub, w_rec) = word
-    (c_tab, c_pool, c_starts, c_lens, codes, bits, closed, min_n, max_n, c_sub, c_rec) = char
+    (c_hot, c_tab, c_pool, c_starts, c_lens, codes, bits, closed, min_n, max_n, c_sub, c_rec) = char
     n_docs = offsets.size - 1
     longest = 0
     for d in range(n_docs):
@@ -307,9 +308,14 @@ def score_batch(cp, offsets, flags, log_tf, word, char, z):  # type: ignore[no-u
                         h = _step(h, c)
                     if n >= min_n:
                         if bits > 0:
-                            t = _find(c_tab, h)
+                            t = _find(c_hot, h)
+                            if t < 0:
+                                t = _find(c_tab, h)
                         else:
-                            t = _find_text(c_tab, c_pool, c_starts, c_lens, _final(h, n), buf, off, n)
+                            k = _final(h, n)
+                            t = _find_text(c_hot, c_pool, c_starts, c_lens, k, buf, off, n)
+                            if t < 0:
+                                t = _find_text(c_tab, c_pool, c_starts, c_lens, k, buf, off, n)
                         if t >= 0:  # (counting written out: a helper call per n-gram costs 4x)
                             if c_counts[t] == 0:
                                 c_touched[nt] = t

@@ -53,6 +53,8 @@ _ASCII_NOT_UPPER = bytes(b for b in range(256) if b not in _ASCII_UPPER)
 _ASCII_NOT_ALPHA = bytes(b for b in range(256) if not (65 <= b <= 90 or 97 <= b <= 122))
 # zero-width characters and byte-order marks (video-site comments often end with U+FEFF)
 _INVISIBLE = str.maketrans("", "", "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff")
+_HAS_INVISIBLE = re.compile("[\u200b\u200c\u200d\u200e\u200f\u2060\ufeff]")  # str.translate is slow on non-ASCII
+_NON_ASCII = bytes(range(128, 256))
 # Cheap gate before the link patterns, which are the slowest part of normalization. It decides
 # whether they run at all, so it is part of the definition of the output (it is not a pure
 # optimization: "goo gl/x" has no hint). _has_link_hint below computes exactly the same predicate.
@@ -92,6 +94,13 @@ def _mostly_caps(text: str) -> bool:
         letters = len(raw.translate(None, _ASCII_NOT_ALPHA))
         upper = len(raw.translate(None, _ASCII_NOT_UPPER))
     else:
+        # Exact shortcut: ASCII letters are a lower bound of the letters, ASCII capitals plus all
+        # non-ASCII characters an upper bound of the capitals; most texts are decided right here.
+        raw = text.encode("utf-8", "surrogatepass")
+        ascii_letters = len(raw.translate(None, _ASCII_NOT_ALPHA))
+        upper_bound = len(raw.translate(None, _ASCII_NOT_UPPER)) + len(text) - len(raw.translate(None, _NON_ASCII))
+        if ascii_letters and upper_bound / ascii_letters <= 0.7:
+            return False
         letters, upper = K.count_letters(_codepoints(text), char_flags())
     return letters >= 8 and upper / letters > 0.7
 
@@ -143,7 +152,9 @@ def prenormalize(text: str) -> str:
     if "<" in text:
         text = _TAG.sub(" ", text)
     if not text.isascii():
-        text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
+        text = unicodedata.normalize("NFKC", text)
+        if _HAS_INVISIBLE.search(text):
+            text = text.translate(_INVISIBLE)
     caps = _mostly_caps(text)
     text = text.lower()
     if "@" in text or "(at)" in text or "[at]" in text:

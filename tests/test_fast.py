@@ -111,7 +111,7 @@ def test_identical_with_hashed_character_keys(artifact, monkeypatch) -> None:
     """Vocabularies with too many distinct characters for exact 64-bit keys use hashed keys."""
     monkeypatch.setattr(fast_module, "_EXACT_KEY_BITS", 0)
     hashed = FastPredictor.from_artifact(artifact)
-    assert hashed._char[5] == 0  # bits: hashed mode
+    assert hashed._char[6] == 0  # bits: hashed mode
     texts = pd.read_csv(DATA, dtype=str, keep_default_na=False)["text"].tolist()[:2000] + HARD
     assert_same(artifact, hashed, texts)
 

@@ -1,0 +1,198 @@
+#!/usr/bin/env python
+"""Inference speed: the fast path against the plain scikit-learn pipeline and the naive baseline.
+
+All engines score the same input in the same run, rounds interleaved (fast, plain, naive, fast,
+...), so the ratios hold even when the machine is busy; absolute numbers move with the load.
+
+1. batch throughput in this process (one core): FastPredictor.predict_proba, the shipped
+   pipeline's predict_proba, and the naive baseline (default TfidfVectorizer + LogisticRegression,
+   trained here on the same corpus), on --batch comments;
+2. single-comment latency: p50/p99 of the model time of one predict_proba([text]) call, fast vs plain;
+3. score.py end to end on a CSV (--score-rows) with --workers 1 and 2, wall clock including start-up
+   and the rate score.py reports; then peak memory for --memory-rows (e.g. 100k and 1M) to show it
+   is flat in the input size.
+
+Inputs are comments drawn with replacement from data/comments.csv (~9k distinct comments).
+
+    python bench/bench_inference.py                       # model/, everything (~10 min)
+    python bench/bench_inference.py --model-dir /tmp/m --skip-score
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import PYTHON, ROOT, read_corpus, resample, run_measured, table, write_results  # noqa: E402
+
+from modclf.model import DEFAULT_MODEL_DIR, build_baseline, load_artifact  # noqa: E402
+
+log = logging.getLogger("bench_inference")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    p.add_argument("--batch", type=int, default=20_000, help="comments per batch measurement (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per engine (default: %(default)s)")
+    p.add_argument("--latency-calls", type=int, default=2000, help="single-comment calls per engine (default: %(default)s)")
+    p.add_argument("--score-rows", type=int, default=200_000, help="CSV rows for score.py throughput (default: %(default)s)")
+    p.add_argument("--memory-rows", default="100000,1000000", help="CSV sizes for score.py peak memory (default: %(default)s)")
+    p.add_argument("--workers", default="1,2", help="score.py --workers values (default: %(default)s)")
+    p.add_argument("--time-limit", type=float, default=900, help="seconds allowed per score.py run (default: %(default)s)")
+    p.add_argument("--skip-score", action="store_true", help="only the in-process measurements")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def interleaved(engines: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
+    """Seconds per round for each engine, rounds interleaved across engines."""
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(rounds):
+        for name, fn in engines.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def latencies(predict: Callable[[list[str]], object], texts: Sequence[str], calls: int) -> np.ndarray:
+    out = np.empty(calls)
+    for i in range(calls):
+        text = [texts[i % len(texts)]]
+        start = time.perf_counter()
+        predict(text)
+        out[i] = time.perf_counter() - start
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from modclf.fast import FastPredictor
+
+    corpus = read_corpus()
+    artifact = load_artifact(args.model_dir)
+    start = time.perf_counter()
+    fast = FastPredictor.from_artifact(artifact)
+    fast_setup = time.perf_counter() - start
+    naive = build_baseline(args.seed).fit(corpus["text"].tolist(), corpus["label"].tolist())
+    texts = resample(corpus, args.batch, args.seed)["text"].tolist()
+    log.info("input: %d comments drawn with replacement from %s (%d comments); model %s",
+             len(texts), "data/comments.csv", len(corpus), artifact.version)
+    log.info("fast path set-up (tables + compiled kernels, cached): %.2f s", fast_setup)
+
+    # sanity: the fast path computes the same numbers (the tests check this thoroughly)
+    check = texts[:2000]
+    diff = float(np.abs(fast.predict_proba(check) - artifact.predict_proba(check)).max())
+
+    # 1. batch throughput, one core
+    times = interleaved({
+        "fast path": lambda: fast.predict_proba(texts),
+        "plain pipeline": lambda: artifact.predict_proba(texts),
+        "naive baseline": lambda: naive.predict_proba(texts),
+    }, args.rounds)
+    rate = {name: len(texts) / statistics.median(t) for name, t in times.items()}
+    batch_rows = [[name, rate[name], rate[name] / rate["plain pipeline"], rate[name] / rate["naive baseline"],
+                   len(texts) / min(t)] for name, t in times.items()]
+    print(f"\n== batch throughput, one process ({len(texts):,} comments, median of {args.rounds} interleaved rounds)")
+    print(table(batch_rows, ["engine", "comments/s", "x plain", "x naive", "best comments/s"]))
+    print(f"max |fast - plain| probability on 2,000 comments: {diff:.1e}")
+
+    # 2. single-comment latency
+    lat_fast = latencies(fast.predict_proba, texts, args.latency_calls)
+    lat_plain = latencies(artifact.predict_proba, texts, max(200, args.latency_calls // 4))
+    lat_rows = []
+    for name, lat in (("fast path", lat_fast), ("plain pipeline", lat_plain)):
+        lat_rows.append([name, len(lat), float(np.percentile(lat, 50) * 1e3), float(np.percentile(lat, 99) * 1e3)])
+    print("\n== single-comment model time (one predict_proba([text]) call)")
+    print(table(lat_rows, ["engine", "calls", "p50 ms", "p99 ms"]))
+    p50_ratio = lat_rows[1][2] / lat_rows[0][2]
+    print(f"plain / fast: p50 {p50_ratio:.1f}x, p99 {lat_rows[1][3] / lat_rows[0][3]:.1f}x")
+
+    results = {
+        "model_version": artifact.version, "model_dir": str(args.model_dir), "input": "data/comments.csv resampled",
+        "batch": {"comments": len(texts), "rounds": args.rounds, "seconds": times, "comments_per_s": rate,
+                  "fast_over_plain": rate["fast path"] / rate["plain pipeline"],
+                  "fast_over_naive": rate["fast path"] / rate["naive baseline"], "max_abs_diff": diff},
+        "latency_ms": {r[0]: {"calls": r[1], "p50": r[2], "p99": r[3]} for r in lat_rows},
+        "fast_setup_s": fast_setup,
+    }
+    if not args.skip_score:
+        results["score"] = bench_score(args, corpus)
+    path = write_results("inference", results)
+    print(f"\nresults: {path.relative_to(ROOT)}")
+    return 0
+
+
+_RATE = re.compile(r"scored (\d+) of (\d+) rows in ([\d.]+)s")
+
+
+def bench_score(args: argparse.Namespace, corpus) -> dict:  # type: ignore[no-untyped-def]
+    """score.py as a user runs it: throughput by worker count, then peak memory by input size."""
+    workers = [int(w) for w in args.workers.split(",")]
+    sizes = [int(n) for n in args.memory_rows.split(",") if n]
+    out: dict = {"throughput": [], "memory": []}
+    with tempfile.TemporaryDirectory(prefix="bench-score-") as tmp:
+        files: dict[int, Path] = {}
+
+        def csv_of(n: int) -> Path:
+            if n not in files:
+                files[n] = Path(tmp) / f"comments-{n}.csv"
+                resample(corpus[["id", "text"]], n, args.seed).to_csv(files[n], index=False)
+            return files[n]
+
+        def score(n: int, w: int) -> dict:
+            output = Path(tmp) / f"scored-{n}-{w}.csv"
+            run = run_measured([PYTHON, "score.py", str(csv_of(n)), "-o", str(output), "--model-dir",
+                                str(args.model_dir), "--workers", str(w), "--no-progress"], args.time_limit)
+            output.unlink(missing_ok=True)
+            m = _RATE.search(run.stderr)
+            rec = {"rows": n, "workers": w, "ok": run.ok, "returncode": run.returncode, "wall_s": run.seconds,
+                   "rows_per_s_wall": n / run.seconds if run.ok else None,
+                   "rows_per_s_scoring": int(m.group(1)) / float(m.group(3)) if run.ok and m else None,
+                   "peak_rss_mb_largest_process": run.peak_rss_mb, "peak_rss_mb_all_processes": run.peak_tree_rss_mb}
+            if not run.ok:
+                rec["stderr_tail"] = run.stderr[-500:]
+                log.info("score.py rows=%d workers=%d did not finish (%s)", n, w, run.status)
+            return rec
+
+        for w in workers:
+            out["throughput"].append(score(args.score_rows, w))
+        rows = [[f"--workers {r['workers']}", r["rows"], r["wall_s"], r["rows_per_s_wall"] or float("nan"),
+                 r["rows_per_s_scoring"] or float("nan"), r["peak_rss_mb_all_processes"]] for r in out["throughput"]]
+        print(f"\n== score.py end to end, CSV in and out ({args.score_rows:,} rows; 'scoring' excludes start-up)")
+        print(table(rows, ["run", "rows", "wall s", "rows/s wall", "rows/s scoring", "peak MB (all procs)"]))
+        base = out["throughput"][0]
+        for r in out["throughput"][1:]:
+            if r["ok"] and base["ok"]:
+                print(f"--workers {r['workers']} / --workers {base['workers']}: "
+                      f"{r['rows_per_s_scoring'] / base['rows_per_s_scoring']:.2f}x (scoring rate)")
+
+        w = max(workers)
+        for n in sizes:
+            out["memory"].append(score(n, w))
+        rows = [[r["rows"], r["wall_s"], r["rows_per_s_scoring"] or float("nan"), r["peak_rss_mb_largest_process"],
+                 r["peak_rss_mb_all_processes"]] for r in out["memory"]]
+        print(f"\n== score.py peak memory by input size (--workers {w}, default --chunk-size)")
+        print(table(rows, ["rows", "wall s", "rows/s scoring", "peak MB (largest proc)", "peak MB (all procs)"]))
+        ok = [r for r in out["memory"] if r["ok"]]
+        if len(ok) >= 2:
+            print(f"{ok[-1]['rows']:,} rows / {ok[0]['rows']:,} rows: peak memory "
+                  f"{ok[-1]['peak_rss_mb_all_processes'] / ok[0]['peak_rss_mb_all_processes']:.2f}x "
+                  f"for {ok[-1]['rows'] / ok[0]['rows']:.0f}x the input")
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
