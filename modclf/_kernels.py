@@ -215,6 +215,82 @@ def _emit(counts, touched, nt, rec, sublinear, log_tf, z, d, acc) -> None:  # ty
 
 
 @njit(cache=True, nogil=True)
+def _windows(buf, a, b, char, ids) -> int:  # type: ignore[no-untyped-def]
+    """Vocabulary ids of the ``char_wb`` n-grams of the padded word ``buf[a:b+1]`` into ``ids``; returns how many.
+
+    Every window of min_n..max_n characters (a padded word is at least 3 long and min_n <= 3, so
+    sklearn's "short word counted once" case is a window too). Windows are keyed exactly by their
+    characters' codes when those fit in 64 bits (``bits > 0``), else by hash with the match
+    confirmed against the stored term. The most frequent terms are in a small table probed first
+    (it stays in cache). With a prefix-closed vocabulary (``closed``: every prefix of a term that is
+    min_n long or more is a term, as min_df/max_df selection guarantees) a window that is not a term
+    ends its row of windows; so does a character that no term contains.
+    """
+    (c_hot, c_tab, c_pool, c_starts, c_lens, codes, bits, closed, min_n, max_n) = char[:10]
+    ubits = np.uint64(max(bits, 0))
+    m = 0
+    for off in range(a, b + 1):
+        h = _SEED
+        last = min(max_n, b + 1 - off)
+        for n in range(1, last + 1):
+            c = buf[off + n - 1]
+            if bits > 0:
+                code = codes[c] if c < codes.size else 0
+                if code == 0:
+                    break
+                h = (h << ubits) | np.uint64(code) if n > 1 else np.uint64(code)
+            else:
+                h = _step(h, c)
+            if n >= min_n:
+                if bits > 0:
+                    t = _find(c_hot, h)
+                    if t < 0:
+                        t = _find(c_tab, h)
+                else:
+                    k = _final(h, n)
+                    t = _find_text(c_hot, c_pool, c_starts, c_lens, k, buf, off, n)
+                    if t < 0:
+                        t = _find_text(c_tab, c_pool, c_starts, c_lens, k, buf, off, n)
+                if t >= 0:
+                    ids[m] = t
+                    m += 1
+                elif closed:
+                    break
+    return m
+
+
+@njit(cache=True, nogil=True)
+def token_ngrams(w_pool, w_starts, w_lens, char):  # type: ignore[no-untyped-def]
+    """For every word token, the ids of the ``char_wb`` n-grams of the token as a whole word.
+
+    Most words of a text are single known tokens, so the kernel takes their n-grams from here
+    (one sequential read) instead of probing the n-gram table once per window.
+    """
+    n_tok = w_starts.size
+    longest = 0
+    for t in range(n_tok):
+        longest = max(longest, w_lens[t])
+    buf = np.empty(longest + 2, dtype=np.uint32)
+    max_n, min_n = char[9], char[8]
+    ids = np.empty((longest + 2) * max(1, max_n - min_n + 1), dtype=np.int64)
+    off = np.zeros(n_tok + 1, dtype=np.int64)
+    for rep in range(2):  # count, then fill
+        out = np.empty(off[n_tok] if rep else 0, dtype=np.int32)
+        total = 0
+        for t in range(n_tok):
+            n = w_lens[t]
+            buf[0] = 32
+            buf[1:n + 1] = w_pool[w_starts[t]:w_starts[t] + n]
+            buf[n + 1] = 32
+            m = _windows(buf, 0, n + 1, char, ids)
+            if rep:
+                out[total:total + m] = ids[:m]
+            total += m
+            off[t + 1] = total
+    return off, out
+
+
+@njit(cache=True, nogil=True)
 def score_batch(cp, offsets, flags, log_tf, word, char, z):  # type: ignore[no-untyped-def]
     """Logits of every document ``cp[offsets[d]:offsets[d+1]]`` added into ``z`` (pre-set to the intercept).
 
@@ -222,17 +298,15 @@ def score_batch(cp, offsets, flags, log_tf, word, char, z):  # type: ignore[no-u
 
     - word block: tokens are maximal runs of \\w characters plus single "?" and "!" (the pattern
       ``\\b\\w+\\b|[?!]``), unigrams and bigrams of consecutive tokens looked up in the vocabulary;
-    - char block: sklearn's ``char_wb`` n-grams: each word padded with one space on both sides,
-      every window of min_n..max_n characters inside it (min_n <= 3: a padded word is never shorter).
-      Terms are split between a small table of the most frequent ones (it stays in cache) and a
-      table of the rest, probed second. Windows are keyed exactly by their characters' codes when those fit in 64 bits (``bits > 0``),
-      else by hash with the match confirmed against the stored term. With a prefix-closed
-      vocabulary (``closed``: every prefix of a term that is min_n long or more is a term, as
-      min_df/max_df=1.0 selection guarantees), a window that is not a term ends its row of windows;
+    - char block: sklearn's ``char_wb`` n-grams of each space-separated word padded with one space
+      on both sides (:func:`_windows`); a word that is exactly one known token takes its n-grams
+      from the precomputed :func:`token_ngrams` lists;
     - per block, sublinear tf, the l2 norm of tf * idf and the dot product with idf * coef.
     """
     (w_tab, w_pool, w_starts, w_lens, w_uni, p_tab, p_feat, n_tok, w_sub, w_rec) = word
-    (c_hot, c_tab, c_pool, c_starts, c_lens, codes, bits, closed, min_n, max_n, c_sub, c_rec) = char
+    c_sub, c_rec, tok_off, tok_ids = char[10:]
+    min_n, max_n = char[8], char[9]
+    cached = tok_off.size == n_tok + 1 and n_tok > 0
     n_docs = offsets.size - 1
     longest = 0
     for d in range(n_docs):
@@ -243,7 +317,9 @@ def score_batch(cp, offsets, flags, log_tf, word, char, z):  # type: ignore[no-u
     w_touched = np.empty(w_rec.shape[0], dtype=np.int64)  # distinct features of one document
     c_touched = np.empty(c_rec.shape[0], dtype=np.int64)
     acc = np.empty(z.shape[1])
-    ubits = np.uint64(max(bits, 0))
+    ids = np.empty((longest + 2) * max(1, max_n - min_n + 1), dtype=np.int64)
+    run_tok = np.empty(longest + 2, dtype=np.int64)  # token id and end of the \w run starting at i
+    run_end = np.empty(longest + 2, dtype=np.int64)
     for d in range(n_docs):
         # buf = " " + finished text + " ": every word sits between two spaces, as char_wb pads it
         buf[0] = 32
@@ -268,6 +344,8 @@ def score_batch(cp, offsets, flags, log_tf, word, char, z):  # type: ignore[no-u
                 i += 1
                 continue
             tok = _find_text(w_tab, w_pool, w_starts, w_lens, _final(h, j - i), buf, i, j - i)
+            run_tok[i] = tok
+            run_end[i] = j
             if tok >= 0:
                 f = w_uni[tok]
                 if f >= 0:
@@ -293,35 +371,20 @@ def score_batch(cp, offsets, flags, log_tf, word, char, z):  # type: ignore[no-u
             b = a + 1
             while buf[b] != 32:
                 b += 1
-            wl = b + 1 - a
-            for off in range(a, b + 1):
-                h = _SEED
-                last = min(max_n, b + 1 - off)
-                for n in range(1, last + 1):
-                    c = buf[off + n - 1]
-                    if bits > 0:
-                        code = codes[c] if c < codes.size else 0
-                        if code == 0:  # a character no term has: no longer window is a term either
-                            break
-                        h = (h << ubits) | np.uint64(code) if n > 1 else np.uint64(code)
-                    else:
-                        h = _step(h, c)
-                    if n >= min_n:
-                        if bits > 0:
-                            t = _find(c_hot, h)
-                            if t < 0:
-                                t = _find(c_tab, h)
-                        else:
-                            k = _final(h, n)
-                            t = _find_text(c_hot, c_pool, c_starts, c_lens, k, buf, off, n)
-                            if t < 0:
-                                t = _find_text(c_tab, c_pool, c_starts, c_lens, k, buf, off, n)
-                        if t >= 0:  # (counting written out: a helper call per n-gram costs 4x)
-                            if c_counts[t] == 0:
-                                c_touched[nt] = t
-                                nt += 1
-                            c_counts[t] += 1
-                        elif closed:
-                            break
+            tok = -1
+            if cached and _flag(flags, buf[a + 1]) & WORD and run_end[a + 1] == b:
+                tok = run_tok[a + 1]  # the whole word is one \w run, and a known token
+            if tok >= 0:
+                first, m = tok_off[tok], tok_off[tok + 1] - tok_off[tok]
+                for j in range(m):
+                    ids[j] = tok_ids[first + j]
+            else:
+                first, m = 0, _windows(buf, a, b, char, ids)
+            for j in range(m):  # (counting written out: a helper call per n-gram costs 4x)
+                t = ids[j]
+                if c_counts[t] == 0:
+                    c_touched[nt] = t
+                    nt += 1
+                c_counts[t] += 1
             a = b
         _emit(c_counts, c_touched, nt, c_rec, c_sub, log_tf, z, d, acc)

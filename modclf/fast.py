@@ -27,7 +27,7 @@ from sklearn.pipeline import Pipeline
 from . import _kernels as K
 from .features import WORD_TOKEN_PATTERN, TextNormalizer
 from .labels import LABELS
-from .text import char_flags, prenormalize
+from .text import char_flags, normalize_text, prenormalize
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,18 @@ def _char_block(vec: TfidfVectorizer, coef: np.ndarray) -> tuple:
     hot = min(len(terms), _HOT_TERMS)  # internal ids are in frequency order: the first ones are hot
     return (K.build_table(keys[:hot], _table_size(hot)), K.build_table(keys[hot:], _table_size(len(terms) - hot), hot),
             pool, starts, lengths, codes, bits, closed, int(min_n), int(max_n), bool(vec.sublinear_tf),
-            _records(vec, coef, order))
+            _records(vec, coef, order), *_NO_TOKEN_NGRAMS)
+
+
+_NO_TOKEN_NGRAMS = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32))
+
+
+def _with_token_ngrams(char: tuple, word: tuple) -> tuple:
+    """The char block plus, for each word token, its n-grams as a whole word (see K.token_ngrams)."""
+    w_pool, w_starts, w_lens = word[1:4]
+    if len(w_starts) == 0:
+        return char
+    return (*char[:12], *K.token_ngrams(w_pool, w_starts, w_lens, char))
 
 
 def _empty_word_block(n_classes: int) -> tuple:
@@ -146,7 +157,7 @@ def _empty_char_block(n_classes: int) -> tuple:
     empty = np.zeros(0, dtype=np.int64)
     tab = K.build_table(np.zeros(0, dtype=np.uint64), 16)
     return (tab, tab, np.zeros(0, dtype=np.uint32), empty, empty, np.zeros(1, dtype=np.int32), 1, True, 2, 1, False,
-            np.zeros((0, n_classes + 1)))
+            np.zeros((0, n_classes + 1)), *_NO_TOKEN_NGRAMS)
 
 
 #: sublinear tf ``1 + log(count)`` for small counts, computed by NumPy exactly as scikit-learn does.
@@ -154,7 +165,7 @@ _LOG_TF = np.concatenate([[0.0], 1.0 + np.log(np.arange(1, 256, dtype=np.float64
 
 #: Texts run through the kernel at construction: compiles (or loads from the cache) every code path
 #: before the first real request, and before a server forks its workers.
-_WARM_UP = ["", "Warm up: ok?! x", "ÉCOLE été 😀 aaaa  b"]
+_WARM_UP = ["", "Warm up: ok?! x", "ÉCOLE été 😀 aaaa  b", "ÉÉÉÉ ÀÀÀÀ ÇÇÇÇ"]
 
 
 class FastPredictor:
@@ -187,11 +198,12 @@ class FastPredictor:
         if offset != coef.shape[1]:
             raise ValueError("feature count does not match the classifier")
         self._word = word if word is not None else _empty_word_block(n_classes)
-        self._char = char if char is not None else _empty_char_block(n_classes)
+        self._char = _with_token_ngrams(char, self._word) if char is not None else _empty_char_block(n_classes)
         self._flags = char_flags()
         self.version = version
         self.labels = LABELS
         self.decision_function(_WARM_UP)
+        normalize_text(_WARM_UP[-1])  # the single-text kernels too (dedup keys, similarity)
         log.debug("fast path ready for model %s", version)
 
     @classmethod
