@@ -37,7 +37,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, event, func,
                         insert, select, update)
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from .labels import LABELS
 from .serving.errors import APIError
@@ -157,9 +157,9 @@ class FeedbackStore:
                 # Take transaction control from the sqlite3 module, so "begin" below decides how.
                 dbapi_connection.isolation_level = None
                 cursor = dbapi_connection.cursor()
+                cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")  # first: the WAL switch may wait
                 cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
                 cursor.execute("PRAGMA synchronous=FULL")  # a commit is on disk before it returns
-                cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
                 cursor.close()
 
             @event.listens_for(engine, "begin")
@@ -169,7 +169,12 @@ class FeedbackStore:
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
         else:
             engine = create_engine(self._url, pool_pre_ping=True)
-        _metadata.create_all(engine)
+        try:
+            _create_tables(engine)
+        except (OperationalError, ProgrammingError):
+            # Two workers' first requests can race to create the tables; the loser sees "already
+            # exists". Checking again settles it (and re-raises a real failure).
+            _create_tables(engine)
         return engine
 
     def engine(self) -> Engine:
@@ -281,6 +286,15 @@ class FeedbackStore:
                 return int(conn.execute(select(func.count()).select_from(feedback_table)).scalar_one())
         except SQLAlchemyError as exc:
             raise FeedbackError(f"feedback store {self.url}: read failed: {_short(exc)}") from None
+
+
+def _create_tables(engine: Engine) -> None:
+    """Create missing tables in one write transaction (SQLite: BEGIN IMMEDIATE, so a process that
+    finds another one creating them waits for it instead of failing with "database is locked")."""
+    with engine.connect() as conn:
+        conn.execution_options(write=True)
+        with conn.begin():
+            _metadata.create_all(conn)
 
 
 def _short(exc: BaseException) -> str:
