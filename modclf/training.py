@@ -19,7 +19,17 @@ from . import __version__
 from .data import DataError, read_labeled, read_many
 from .evaluation import compare_line, compute_metrics, format_report, save_confusion_png
 from .labels import LABELS
-from .model import ModelArtifact, build_baseline, build_pipeline, load_artifact, save_artifact, sha256_file, write_json, META_FILE
+from .model import (
+    DEPLOYMENT_PRIOR,
+    META_FILE,
+    ModelArtifact,
+    build_baseline,
+    fit_model,
+    load_artifact,
+    save_artifact,
+    sha256_file,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +58,7 @@ def data_fingerprint(paths: Sequence[str | Path]) -> dict[str, str]:
 
 
 def cross_validate(
-    make_model: Callable[[], Pipeline],
+    fit: Callable[[np.ndarray, np.ndarray], Pipeline],
     texts: Sequence[str],
     labels: Sequence[str],
     folds: int,
@@ -64,7 +74,7 @@ def cross_validate(
     for train_idx, test_idx in tqdm(
         list(splitter.split(X, y)), desc=desc, unit="fold", disable=not progress, leave=False
     ):
-        model = make_model().fit(X[train_idx], y[train_idx])
+        model = fit(X[train_idx], y[train_idx])
         pred[test_idx] = model.predict(X[test_idx])
     return pred
 
@@ -89,9 +99,9 @@ def train(
 
     metrics: dict[str, Any] = {}
     if folds >= 2:
-        cv_pred = cross_validate(lambda: build_pipeline(seed), texts, labels, folds, seed, "cross-validating model", progress)
+        cv_pred = cross_validate(lambda tx, ty: fit_model(tx, ty, seed), texts, labels, folds, seed, "cross-validating model", progress)
         cv = compute_metrics(labels, cv_pred)
-        base_pred = cross_validate(lambda: build_baseline(seed), texts, labels, folds, seed, "cross-validating baseline", progress)
+        base_pred = cross_validate(lambda tx, ty: build_baseline(seed).fit(tx, ty), texts, labels, folds, seed, "cross-validating baseline", progress)
         base = compute_metrics(labels, base_pred)
         report(format_report(cv, f"{folds}-fold stratified cross-validation (seed {seed})"))
         report(compare_line("model", cv, "baseline", base))
@@ -100,7 +110,7 @@ def train(
         report("cross-validation skipped (--folds 0)")
 
     with tqdm(total=1, desc="fitting final model", disable=not progress, leave=False) as bar:
-        pipeline = build_pipeline(seed).fit(texts, labels)
+        pipeline = fit_model(texts, labels, seed)
         bar.update()
     digests = data_fingerprint(data_paths)
     combined = sha256_of_strings(sorted(digests.values()))
@@ -136,7 +146,8 @@ def describe_pipeline(pipeline: Pipeline) -> dict[str, Any]:
     return {
         "steps": [name for name, _ in pipeline.steps],
         "features": {name: len(vec.vocabulary_) for name, vec in union.transformer_list},
-        "classifier": {"type": type(clf).__name__, "C": clf.C, "class_weight": clf.class_weight},
+        "classifier": {"type": type(clf).__name__, "C": clf.C, "class_weight": clf.class_weight,
+                       "deployment_prior": DEPLOYMENT_PRIOR},
     }
 
 
