@@ -8,9 +8,9 @@ All engines score the same input in the same run, rounds interleaved (fast, plai
    pipeline's predict_proba, and the naive baseline (default TfidfVectorizer + LogisticRegression,
    trained here on the same corpus), on --batch comments;
 2. single-comment latency: p50/p99 of the model time of one predict_proba([text]) call, fast vs plain;
-3. score.py end to end on a CSV (--score-rows) with --workers 1 and 2, wall clock including start-up
-   and the rate score.py reports; then peak memory for --memory-rows (e.g. 100k and 1M) to show it
-   is flat in the input size.
+3. score.py end to end on a CSV (--score-rows) with --workers 1 and 2, CSV and Parquet output, wall
+   clock including start-up and the rate score.py reports; then peak memory for --memory-rows
+   (e.g. 100k and 1M) to show it is flat in the input size.
 
 Inputs are comments drawn with replacement from data/comments.csv (~9k distinct comments).
 
@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--score-rows", type=int, default=200_000, help="CSV rows for score.py throughput (default: %(default)s)")
     p.add_argument("--memory-rows", default="100000,1000000", help="CSV sizes for score.py peak memory (default: %(default)s)")
     p.add_argument("--workers", default="1,2", help="score.py --workers values (default: %(default)s)")
+    p.add_argument("--outputs", default="csv,parquet",
+                   help="output formats for the throughput runs; the input is always CSV (default: %(default)s)")
     p.add_argument("--time-limit", type=float, default=900, help="seconds allowed per score.py run (default: %(default)s)")
     p.add_argument("--skip-score", action="store_true", help="only the in-process measurements")
     p.add_argument("--seed", type=int, default=0)
@@ -152,13 +154,13 @@ def bench_score(args: argparse.Namespace, corpus) -> dict:  # type: ignore[no-un
                 resample(corpus[["id", "text"]], n, args.seed).to_csv(files[n], index=False)
             return files[n]
 
-        def score(n: int, w: int) -> dict:
-            output = Path(tmp) / f"scored-{n}-{w}.csv"
+        def score(n: int, w: int, fmt: str = "csv") -> dict:
+            output = Path(tmp) / f"scored-{n}-{w}.{fmt}"
             run = run_measured([PYTHON, "score.py", str(csv_of(n)), "-o", str(output), "--model-dir",
                                 str(args.model_dir), "--workers", str(w), "--no-progress"], args.time_limit)
             output.unlink(missing_ok=True)
             m = _RATE.search(run.stderr)
-            rec = {"rows": n, "workers": w, "ok": run.ok, "returncode": run.returncode, "wall_s": run.seconds,
+            rec = {"rows": n, "workers": w, "output": fmt, "ok": run.ok, "returncode": run.returncode, "wall_s": run.seconds,
                    "rows_per_s_wall": n / run.seconds if run.ok else None,
                    "rows_per_s_scoring": int(m.group(1)) / float(m.group(3)) if run.ok and m else None,
                    "peak_rss_mb_largest_process": run.peak_rss_mb, "peak_rss_mb_all_processes": run.peak_tree_rss_mb}
@@ -167,17 +169,21 @@ def bench_score(args: argparse.Namespace, corpus) -> dict:  # type: ignore[no-un
                 log.info("score.py rows=%d workers=%d did not finish (%s)", n, w, run.status)
             return rec
 
-        for w in workers:
-            out["throughput"].append(score(args.score_rows, w))
-        rows = [[f"--workers {r['workers']}", r["rows"], r["wall_s"], r["rows_per_s_wall"] or float("nan"),
-                 r["rows_per_s_scoring"] or float("nan"), r["peak_rss_mb_all_processes"]] for r in out["throughput"]]
-        print(f"\n== score.py end to end, CSV in and out ({args.score_rows:,} rows; 'scoring' excludes start-up)")
+        formats = [f for f in args.outputs.split(",") if f]
+        for fmt in formats:
+            for w in workers:
+                out["throughput"].append(score(args.score_rows, w, fmt))
+        rows = [[f"csv -> {r['output']}, --workers {r['workers']}", r["rows"], r["wall_s"],
+                 r["rows_per_s_wall"] or float("nan"), r["rows_per_s_scoring"] or float("nan"),
+                 r["peak_rss_mb_all_processes"]] for r in out["throughput"]]
+        print(f"\n== score.py end to end ({args.score_rows:,} CSV rows; 'rows/s scoring' is the rate score.py prints: "
+              "its clock starts before the model is loaded, so only interpreter start-up and imports are left out)")
         print(table(rows, ["run", "rows", "wall s", "rows/s wall", "rows/s scoring", "peak MB (all procs)"]))
-        base = out["throughput"][0]
-        for r in out["throughput"][1:]:
-            if r["ok"] and base["ok"]:
-                print(f"--workers {r['workers']} / --workers {base['workers']}: "
-                      f"{r['rows_per_s_scoring'] / base['rows_per_s_scoring']:.2f}x (scoring rate)")
+        for fmt in formats:
+            runs = [r for r in out["throughput"] if r["output"] == fmt and r["ok"]]
+            for r in runs[1:]:
+                print(f"{fmt}: --workers {r['workers']} / --workers {runs[0]['workers']}: "
+                      f"{r['rows_per_s_scoring'] / runs[0]['rows_per_s_scoring']:.2f}x (scoring rate)")
 
         w = max(workers)
         for n in sizes:

@@ -121,15 +121,16 @@ def _count_digits(text: str) -> int:
 
 
 # Exact necessary conditions for the link patterns to match: every match of _SHORTENER contains
-# one of these substrings, every match of _URL contains "http", "www" or a _TLD_HINT match, every
-# match of _OBFUSCATED contains "dot", "[", "link" or a _WWW_HINT match. They skip patterns that
-# would change nothing (the tests compare against the ungated implementation).
+# one of _SHORTENER_WORDS; every match of _URL contains "http", "www" or a _TLD_HINT match; every
+# match of _OBFUSCATED contains "dot", or "[" and "link", or a _LINK_IN_HINT or _WWW_HINT match.
+# They skip patterns that would change nothing (tests compare with the ungated substitutions).
 _SHORTENER_WORDS = ("bit", "goo", "tiny", "t.co", "ow.ly", "is.gd", "buff.ly", "cutt.ly", "rb.gy", "shorturl",
                     "adf.ly", "youtu.be")
 _TLD_HINT = re.compile(
     r"\.(?:com|net|org|info|biz|io|co|me|ly|tv|us|uk|ru|de|fr|in|xyz|online|site|club|shop|store|top|app|gg|link|live)\b"
 )
 _WWW_HINT = re.compile(r"w\s*w\s*w")
+_LINK_IN_HINT = re.compile(r"link\s+in\s")
 
 
 def _replace_links(text: str) -> str:
@@ -137,7 +138,8 @@ def _replace_links(text: str) -> str:
         text = _SHORTENER.sub(SHORT_URL_TOKEN, text)
     if "http" in text or "www" in text or ("." in text and _TLD_HINT.search(text) is not None):
         text = _URL.sub(URL_TOKEN, text)
-    if "dot" in text or "[" in text or "link" in text or ("w" in text and _WWW_HINT.search(text) is not None):
+    if "dot" in text or ("link" in text and ("[" in text or _LINK_IN_HINT.search(text) is not None)) \
+            or ("w" in text and _WWW_HINT.search(text) is not None):
         text = _OBFUSCATED.sub(URL_TOKEN, text)
     return text
 
