@@ -140,7 +140,7 @@ def test_eval_reports_and_records_without_touching_the_model(
 def test_shipped_model_predicts_every_label(artifact) -> None:
     texts = [
         "FREE iPhone giveaway!!! click www.prizes-now.xyz before it ends",
-        "This report is false and the author knows it",
+        "Pure invention, the author should be ashamed of this piece",
         "Does anyone know if the border crossing is open today?",
         "Thank you for the great coverage, keep it up!",
         "The offensive will probably stall once the rains start.",
