@@ -93,7 +93,7 @@ def _writer(url: str, worker: int, n: int) -> None:
 
 def test_concurrent_writers_in_several_processes_lose_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'fb.db'}"  # not created yet: the writers also race to create it
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=_writer, args=(url, w, 40)) for w in range(4)]
     for p in procs:
         p.start()

@@ -93,7 +93,7 @@ def test_store_semantics_on_postgresql(pg_url: str) -> None:
 
 
 def test_concurrent_writers_on_postgresql_lose_nothing(pg_url: str) -> None:
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=_writer, args=(pg_url, w, 30)) for w in range(4)]
     for p in procs:
         p.start()
