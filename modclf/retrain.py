@@ -41,7 +41,7 @@ from .data import DataError, check_label_counts, read_many
 from .evaluation import compare_line, compute_metrics, format_report
 from .feedback import HAM, Decision, FeedbackError, FeedbackStore, resolve_db_url
 from .labels import LABELS
-from .model import META_FILE, MODEL_FILE, ModelArtifact, ModelError, build_pipeline, load_artifact, read_meta, sha256_file, write_json
+from .model import META_FILE, MODEL_FILE, ModelArtifact, ModelError, fit_model, load_artifact, read_meta, sha256_file, write_json
 from .training import data_fingerprint, describe_pipeline, library_versions, sha256_of_strings
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def retrain_with_feedback(data_paths: Sequence[str | Path], model_dir: str | Pat
         raise DataError(f"merged data too small for a stratified held-out split: {exc}") from None
     report(f"training the candidate on {len(train_idx)} rows; held out: {len(test_idx)} rows (seed {seed})")
     with tqdm(total=1, desc="fitting candidate", disable=not progress, leave=False) as bar:
-        candidate = build_pipeline(seed).fit(list(texts[train_idx]), list(labels[train_idx]))
+        candidate = fit_model(list(texts[train_idx]), list(labels[train_idx]), seed)
         bar.update()
     y_true = list(labels[test_idx])
     held_texts = list(texts[test_idx])
