@@ -271,22 +271,25 @@ def token_ngrams(w_pool, w_starts, w_lens, char):  # type: ignore[no-untyped-def
     for t in range(n_tok):
         longest = max(longest, w_lens[t])
     buf = np.empty(longest + 2, dtype=np.uint32)
-    max_n, min_n = char[9], char[8]
-    ids = np.empty((longest + 2) * max(1, max_n - min_n + 1), dtype=np.int64)
+    ids = np.empty((longest + 2) * 8, dtype=np.int64)  # max_n <= 8 (checked when the block is built)
     off = np.zeros(n_tok + 1, dtype=np.int64)
+    out = np.empty(0, dtype=np.int32)
     for rep in range(2):  # count, then fill
-        out = np.empty(off[n_tok] if rep else 0, dtype=np.int32)
         total = 0
         for t in range(n_tok):
             n = w_lens[t]
             buf[0] = 32
-            buf[1:n + 1] = w_pool[w_starts[t]:w_starts[t] + n]
+            for j in range(n):
+                buf[1 + j] = w_pool[w_starts[t] + j]
             buf[n + 1] = 32
             m = _windows(buf, 0, n + 1, char, ids)
-            if rep:
-                out[total:total + m] = ids[:m]
+            if rep == 1:
+                for j in range(m):
+                    out[total + j] = ids[j]
             total += m
             off[t + 1] = total
+        if rep == 0:
+            out = np.empty(total, dtype=np.int32)
     return off, out
 
 

@@ -90,7 +90,9 @@ def _word_block(vec: TfidfVectorizer, coef: np.ndarray) -> tuple:
                          "and ngram_range (1, 1) or (1, 2)")
     vocab = vec.vocabulary_
     order, rank = _by_frequency(vec)
-    tokens = sorted({part for term in vocab for part in term.split(" ")})
+    # most frequent first (tokens only in bigrams last), like the feature ids: hot entries share cache lines
+    tokens = sorted({part for term in vocab for part in term.split(" ")},
+                    key=lambda t: (rank[vocab[t]] if t in vocab else len(rank), t))
     token_id = {t: i for i, t in enumerate(tokens)}
     uni = np.array([rank[vocab[t]] if t in vocab else -1 for t in tokens], dtype=np.int64)
     bigrams = [(term.split(" "), int(rank[f])) for term, f in vocab.items() if " " in term]
@@ -111,8 +113,8 @@ def _char_block(vec: TfidfVectorizer, coef: np.ndarray) -> tuple:
     """
     _check_tfidf(vec)
     min_n, max_n = vec.ngram_range
-    if vec.analyzer != "char_wb" or not 1 <= min_n <= 3:
-        raise ValueError("fast path supports char_wb character vectorizers with min_n <= 3")
+    if vec.analyzer != "char_wb" or not 1 <= min_n <= 3 or not min_n <= max_n <= 8:
+        raise ValueError("fast path supports char_wb character vectorizers with min_n <= 3 and max_n <= 8")
     vocab = vec.vocabulary_
     by_index = sorted(vocab, key=vocab.__getitem__)
     if [vocab[t] for t in by_index] != list(range(len(by_index))):
