@@ -104,6 +104,7 @@ class Run:
     returncode: int | None  # None: stopped at the time or memory limit
     peak_rss_mb: float  # largest single process (getrusage via wait4; includes waited-for workers)
     peak_tree_rss_mb: float  # sum over the process tree, sampled every 50 ms
+    cpu_s: float  # user + system CPU seconds of the command and the workers it waited for
     stdout: str
     stderr: str
 
@@ -150,4 +151,4 @@ def run_measured(cmd: Sequence[str], timeout: float, env: dict[str, str] | None 
         out_f.seek(0)
         err_f.seek(0)
         return Run(seconds, None if stopped else proc.returncode, usage.ru_maxrss / 1024, peak / 1024,
-                   out_f.read(), err_f.read(), stopped)
+                   usage.ru_utime + usage.ru_stime, out_f.read(), err_f.read(), stopped)

@@ -293,9 +293,21 @@ def token_ngrams(w_pool, w_starts, w_lens, char):  # type: ignore[no-untyped-def
     return off, out
 
 
+def new_scratch(word: tuple, char: tuple) -> tuple:
+    """Work arrays for :func:`score_batch`: counts per feature (zero) and distinct-feature lists."""
+    n_word, n_char = word[-1].shape[0], char[11].shape[0]
+    return (np.zeros(n_word, dtype=np.int32), np.zeros(n_char, dtype=np.int32),
+            np.empty(n_word, dtype=np.int64), np.empty(n_char, dtype=np.int64))
+
+
 @njit(cache=True, nogil=True)
-def score_batch(cp, offsets, flags, log_tf, word, char, z):  # type: ignore[no-untyped-def]
-    """Logits of every document ``cp[offsets[d]:offsets[d+1]]`` added into ``z`` (pre-set to the intercept).
+def score_batch(cp, lengths, flags, log_tf, intercept, word, char, scratch, proba, z):  # type: ignore[no-untyped-def]
+    """Logits (``proba``: probabilities, softmax of the logits) of each document into ``z``.
+
+    Document d is ``cp[sum(lengths[:d]):sum(lengths[:d+1])]``. Everything per call happens here,
+    so that scoring one comment costs one dispatch and no NumPy calls on tiny arrays.
+
+    ``scratch`` is :func:`new_scratch` of the same blocks, used by one thread at a time.
 
     Each document is first finished like normalize_text (see :func:`finish_into`), then:
 
@@ -310,23 +322,27 @@ def score_batch(cp, offsets, flags, log_tf, word, char, z):  # type: ignore[no-u
     c_sub, c_rec, tok_off, tok_ids = char[10:]
     min_n, max_n = char[8], char[9]
     cached = tok_off.size == n_tok + 1 and n_tok > 0
-    n_docs = offsets.size - 1
+    n_docs = lengths.size
     longest = 0
     for d in range(n_docs):
-        longest = max(longest, offsets[d + 1] - offsets[d])
+        longest = max(longest, lengths[d])
     buf = np.empty(longest + 2, dtype=np.uint32)
-    w_counts = np.zeros(w_rec.shape[0], dtype=np.int32)
-    c_counts = np.zeros(c_rec.shape[0], dtype=np.int32)
-    w_touched = np.empty(w_rec.shape[0], dtype=np.int64)  # distinct features of one document
-    c_touched = np.empty(c_rec.shape[0], dtype=np.int64)
+    # per-feature counts (all zero on entry, and left zero) and the distinct features of one
+    # document: reused across calls (allocating them per call costs more than scoring one comment)
+    w_counts, c_counts, w_touched, c_touched = scratch
     acc = np.empty(z.shape[1])
     ids = np.empty((longest + 2) * max(1, max_n - min_n + 1), dtype=np.int64)
     run_tok = np.empty(longest + 2, dtype=np.int64)  # token id and end of the \w run starting at i
     run_end = np.empty(longest + 2, dtype=np.int64)
+    k_n = z.shape[1]
+    start = 0
     for d in range(n_docs):
+        for k in range(k_n):
+            z[d, k] = intercept[k]
         # buf = " " + finished text + " ": every word sits between two spaces, as char_wb pads it
         buf[0] = 32
-        end = finish_into(cp, offsets[d], offsets[d + 1], flags, buf, 1)
+        end = finish_into(cp, start, start + lengths[d], flags, buf, 1)
+        start += lengths[d]
         buf[end] = 32
         # ---- words
         nt = 0
@@ -391,3 +407,13 @@ def score_batch(cp, offsets, flags, log_tf, word, char, z):  # type: ignore[no-u
                 c_counts[t] += 1
             a = b
         _emit(c_counts, c_touched, nt, c_rec, c_sub, log_tf, z, d, acc)
+        if proba:
+            top = z[d, 0]
+            for k in range(1, k_n):
+                top = max(top, z[d, k])
+            total = 0.0
+            for k in range(k_n):
+                z[d, k] = np.exp(z[d, k] - top)
+                total += z[d, k]
+            for k in range(k_n):
+                z[d, k] /= total

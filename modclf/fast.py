@@ -18,6 +18,7 @@ floating-point additions differs (tests check identical labels and probabilities
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -182,7 +183,7 @@ class FastPredictor:
             raise ValueError("fast path does not support FeatureUnion transformer_weights")
         order = [list(clf.classes_).index(label) for label in LABELS]
         coef = np.asarray(clf.coef_, dtype=np.float64)[order]
-        self.intercept = np.asarray(clf.intercept_, dtype=np.float64)[order]
+        self.intercept = np.ascontiguousarray(np.asarray(clf.intercept_, dtype=np.float64)[order])
         n_classes = len(LABELS)
         word, char = None, None
         offset = 0
@@ -202,34 +203,49 @@ class FastPredictor:
         self._word = word if word is not None else _empty_word_block(n_classes)
         self._char = _with_token_ngrams(char, self._word) if char is not None else _empty_char_block(n_classes)
         self._flags = char_flags()
+        self._local = threading.local()
         self.version = version
         self.labels = LABELS
+        self.predict_proba(_WARM_UP)
         self.decision_function(_WARM_UP)
         normalize_text(_WARM_UP[-1])  # the single-text kernels too (dedup keys, similarity)
         log.debug("fast path ready for model %s", version)
+
+    def _scratch(self) -> tuple:
+        """This thread's kernel work arrays (the service scores on several threads at once)."""
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = K.new_scratch(self._word, self._char)
+        return scratch
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_local"]  # per-thread work arrays are not part of the model
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     @classmethod
     def from_artifact(cls, artifact: "object") -> "FastPredictor":
         return cls(artifact.pipeline, getattr(artifact, "version", "unknown"))  # type: ignore[attr-defined]
 
-    def decision_function(self, texts: Sequence[str], normalized: bool = False) -> np.ndarray:
-        """Logits, shape (n, n_classes). ``normalized=True``: texts are already normalize_text output."""
+    def _scores(self, texts: Sequence[str], normalized: bool, proba: bool) -> np.ndarray:
         docs = list(texts) if normalized else list(map(prenormalize, texts))
         lengths = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
-        offsets = np.zeros(len(docs) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
         cp = np.frombuffer("".join(docs).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         z = np.empty((len(docs), len(self.intercept)), dtype=np.float64)
-        z[:] = self.intercept
-        K.score_batch(cp, offsets, self._flags, _LOG_TF, self._word, self._char, z)
+        K.score_batch(cp, lengths, self._flags, _LOG_TF, self.intercept, self._word, self._char, self._scratch(),
+                      proba, z)
         return z
 
+    def decision_function(self, texts: Sequence[str], normalized: bool = False) -> np.ndarray:
+        """Logits, shape (n, n_classes). ``normalized=True``: texts are already normalize_text output."""
+        return self._scores(texts, normalized, proba=False)
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        z = self.decision_function(texts)
-        z -= z.max(axis=1, keepdims=True)
-        np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
-        return z
+        return self._scores(texts, normalized=False, proba=True)
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         return np.asarray(self.labels, dtype=object)[self.decision_function(texts).argmax(axis=1)]
