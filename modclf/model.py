@@ -140,20 +140,34 @@ def save_artifact(pipeline: Pipeline, meta: dict[str, Any], model_dir: str | Pat
     model file that is not there yet.
     """
     model_dir = Path(model_dir)
+    tmp, digest = dump_pipeline(pipeline, model_dir)
+    try:
+        meta = {**meta, "model_file": MODEL_FILE, "model_sha256": digest}
+        os.replace(tmp, model_dir / MODEL_FILE)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    write_json(model_dir / META_FILE, meta)
+    return meta
+
+
+def dump_pipeline(pipeline: Pipeline, model_dir: Path) -> tuple[Path, str]:
+    """Write the pipeline to a synced temporary file in ``model_dir``; return it and its sha256.
+
+    The caller renames the file into place (or removes it on failure).
+    """
     model_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".model.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=model_dir, prefix=".model.", suffix=".tmp")
     os.close(fd)
+    tmp = Path(name)
     try:
         joblib.dump(pipeline, tmp, compress=3)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        meta = {**meta, "model_file": MODEL_FILE, "model_sha256": sha256_file(tmp)}
-        os.replace(tmp, model_dir / MODEL_FILE)
+        return tmp, sha256_file(tmp)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    write_json(model_dir / META_FILE, meta)
-    return meta
 
 
 def read_meta(model_dir: str | Path) -> dict[str, Any]:

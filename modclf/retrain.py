@@ -24,12 +24,10 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 import unicodedata
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
@@ -41,7 +39,7 @@ from .data import DataError, check_label_counts, read_many
 from .evaluation import compare_line, compute_metrics, format_report
 from .feedback import HAM, Decision, FeedbackError, FeedbackStore, resolve_db_url
 from .labels import LABELS
-from .model import META_FILE, MODEL_FILE, ModelArtifact, ModelError, fit_model, load_artifact, read_meta, sha256_file, write_json
+from .model import META_FILE, MODEL_FILE, ModelArtifact, ModelError, dump_pipeline, fit_model, load_artifact, read_meta, write_json
 from .training import data_fingerprint, describe_pipeline, library_versions, sha256_of_strings
 
 log = logging.getLogger(__name__)
@@ -225,17 +223,12 @@ def promote(pipeline: Pipeline, meta: dict[str, Any], model_dir: str | Path) -> 
         previous_file = read_meta(model_dir).get("model_file", MODEL_FILE)
     except ModelError:
         previous_file = None
-    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".model.", suffix=".tmp")
-    os.close(fd)
+    tmp, sha = dump_pipeline(pipeline, model_dir)
     try:
-        joblib.dump(pipeline, tmp, compress=3)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        sha = sha256_file(tmp)
         name = f"model-{sha[:16]}.joblib"
         os.replace(tmp, model_dir / name)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(model_dir)
     meta = {**meta, "model_file": name, "model_sha256": sha}
