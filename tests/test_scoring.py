@@ -71,6 +71,21 @@ def test_jsonl_missing_and_non_string_text_are_kept_with_a_reason(tmp_path: Path
     assert summary.rows == 5 and summary.scored == 2 and sum(summary.errors.values()) == 3
 
 
+def test_jsonl_to_csv_keeps_numbers_flags_and_nested_values(tmp_path: Path, model_dir: Path) -> None:
+    # the first chunk has only flat values (Arrow's CSV writer), the second a nested one (pandas fallback)
+    rows = [{"id": 1, "text": "Thank you so much!", "n": 3, "ok": True, "note": "a, \"b\"\nc"},
+            {"id": 2, "text": "Is the road open?", "n": None, "ok": False, "note": ""},
+            {"id": 3, "text": "This is a lie", "n": 5, "ok": True, "note": {"k": [1, 2]}}]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    score_file(src, tmp_path / "out.csv", model_dir, chunk_size=2)
+    out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    assert out["id"].tolist() == ["1", "2", "3"] and out["n"].tolist()[:2] == ["3", ""]
+    assert out["note"].tolist()[:2] == ['a, "b"\nc', ""] and "1, 2" in out.loc[2, "note"]
+    assert out["ok"].str.lower().tolist() == ["true", "false", "true"]
+    assert (out["label"] != "").all() and out["p_spam"].astype(float).between(0, 1).all()
+
+
 def test_parquet_round_trip_and_custom_text_column(tmp_path: Path, model_dir: Path) -> None:
     df = frame(30).rename(columns={"text": "body"})
     df.to_parquet(tmp_path / "in.parquet")
