@@ -4,8 +4,8 @@
 
 Environment:
     MODCLF_BIND      address to listen on (default 127.0.0.1:8000)
-    MODCLF_WORKERS   worker processes (default: one per CPU; inference is CPU-bound)
-    MODCLF_THREADS   threads per worker (default 4: gthread workers with keep-alive; 1 = sync workers)
+    MODCLF_WORKERS   worker processes (default: 2 x CPUs + 1, gunicorn's recommendation)
+    MODCLF_THREADS   threads per worker (default 1: sync workers; more = gthread workers with keep-alive)
     MODCLF_TIMEOUT   seconds before a stuck worker is killed and replaced (default 30)
     MODCLF_CONTROL_SOCKET  path of gunicorn's control socket (default: none)
     MODCLF_PIDFILE   write the master's pid here (default: none)
@@ -50,10 +50,14 @@ def _int_env(name: str, default: int, low: int = 1) -> int:
 
 
 bind = [os.environ.get("MODCLF_BIND", "127.0.0.1:8000")]
-workers = _int_env("MODCLF_WORKERS", max(1, os.cpu_count() or 1))
-# Threads: the inference kernels release the GIL, and keep-alive saves a TCP handshake per request;
-# bench/bench_service.py measured 2-3x the requests/s of sync workers on 2 CPUs.
-threads = _int_env("MODCLF_THREADS", 4)
+workers = _int_env("MODCLF_WORKERS", 2 * (os.cpu_count() or 1) + 1)
+# Sync workers: a request is ~1 ms of CPU, so one process per request in flight keeps the tail
+# short. On an idle 2-CPU machine bench/bench_service.py (wrk, 16 connections) measured the same
+# requests/s as 2 x 4 gthread workers with half the p99 or less (GIL hand-offs between a worker's
+# threads are what stretched the tail). Sync workers trust clients to send requests promptly: on
+# the open internet, put a buffering proxy (nginx) in front, as gunicorn's docs advise, or set
+# MODCLF_THREADS > 1 for gthread workers with keep-alive.
+threads = _int_env("MODCLF_THREADS", 1)
 worker_class = "gthread" if threads > 1 else "sync"
 preload_app = True
 timeout = _int_env("MODCLF_TIMEOUT", 30)

@@ -256,9 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=10.0, help="seconds per scenario (default: %(default)s)")
     p.add_argument("--connections", type=int, default=16, help="concurrent connections (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=100, help="comments per batch request (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="gunicorn workers (default: CPU count)")
-    p.add_argument("--threads", type=int, default=4,
-                   help="threads per worker (default: 4, as gunicorn.conf.py; 1 = sync workers)")
+    p.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1,
+                   help="gunicorn workers (default: 2 x CPUs + 1, as gunicorn.conf.py)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads per worker (default: 1 = sync workers, as gunicorn.conf.py; more = gthread)")
     p.add_argument("--tool", choices=["auto", "wrk", "python"], default="auto",
                    help="load generator (default: wrk when installed, else the built-in one)")
     p.add_argument("--seed", type=int, default=0)
