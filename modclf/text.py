@@ -43,7 +43,13 @@ _OBFUSCATED = re.compile(
     
 )
 _EMAIL = re.compile(r"\b[\w.+-]+\s*(?:@|\(at\)|\[at\])\s*[\w-]+\s*(?:\.|\bdot\b)\s*[a-z]{2,}\b")
-_PHONE = re.compile(r"(?<![\w])\+?\d[\d\s().-]{7,}\d(?![\w])")
+# The middle of _EMAIL: every match contains a match of this. It starts with a literal, so re scans
+# for it in C; _EMAIL itself backtracks through every word of a comment that has an @mention.
+_EMAIL_HINT = re.compile(r"(?:@|\(at\)|\[at\])\s*[\w-]+\s*(?:\.|\bdot\b)")
+# Phone numbers: r"(?<![\w])\+?\d[\d\s().-]{7,}\d(?![\w])", rewritten to match exactly the same
+# strings with a character class first (consume [+\d], then check what came before it), so that re
+# skips the positions that cannot start a match in C instead of trying the pattern at each of them.
+_PHONE = re.compile(r"[+\d](?<![\w][+\d])(?:(?<=\+)\d|(?<=\d))[\d\s().-]{7,}\d(?![\w])")
 _MENTION = re.compile(r"(?<![\w@])@[\w.]{2,}")
 _REPEAT = re.compile(r"(.)\1{2,}", re.DOTALL)
 
@@ -159,7 +165,7 @@ def prenormalize(text: str) -> str:
             text = text.translate(_INVISIBLE)
     caps = _mostly_caps(text)
     text = text.lower()
-    if "@" in text or "(at)" in text or "[at]" in text:
+    if ("@" in text or "(at)" in text or "[at]" in text) and _EMAIL_HINT.search(text) is not None:
         text = _EMAIL.sub(EMAIL_TOKEN, text)
     if _has_link_hint(text):
         text = _replace_links(text)
