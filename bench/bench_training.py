@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="10000,100000,1000000", help="training set sizes (default: %(default)s)")
     p.add_argument("--time-limit", type=float, default=1800, help="seconds allowed per training run (default: %(default)s)")
-    p.add_argument("--memory-limit", type=float, default=14000,
+    p.add_argument("--memory-limit", type=float, default=22000,
                    help="MB of RSS at which a run is stopped, so the shared machine never swaps (default: %(default)s)")
     p.add_argument("--skip-baseline", action="store_true", help="do not train the naive baseline")
     p.add_argument("--seed", type=int, default=0)
