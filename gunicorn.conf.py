@@ -5,7 +5,9 @@
 Environment:
     MODCLF_BIND      address to listen on (default 127.0.0.1:8000)
     MODCLF_WORKERS   worker processes (default: 2 x CPUs + 1, gunicorn's recommendation)
-    MODCLF_THREADS   threads per worker (default 1: sync workers; more = gthread workers with keep-alive)
+    MODCLF_WORKER_CLASS  gevent (default), sync or gthread (see below)
+    MODCLF_THREADS   threads per gthread worker (default 4)
+    MODCLF_WORKER_CONNECTIONS  connections one gevent/gthread worker holds at once (default 1000)
     MODCLF_TIMEOUT   seconds before a stuck worker is killed and replaced (default 30)
     MODCLF_CONTROL_SOCKET  path of gunicorn's control socket (default: none)
     MODCLF_PIDFILE   write the master's pid here (default: none)
@@ -49,20 +51,37 @@ def _int_env(name: str, default: int, low: int = 1) -> int:
     return value
 
 
+# Worker class. gevent by default: each worker serves up to MODCLF_WORKER_CONNECTIONS connections
+# at once, so clients that send half a request and wait (slowloris) or trickle their body hold a
+# greenlet each, not a whole worker. Sync workers (one request per process) were faster at the
+# tail on a friendly network but stopped answering when 64 slow clients held every worker;
+# gthread workers only defer connections that have sent nothing yet. bench/bench_slow_clients.py
+# compares the candidates side by side (README, "Security and robustness").
+#   MODCLF_WORKER_CLASS  gevent (default) | sync | gthread
+worker_class = os.environ.get("MODCLF_WORKER_CLASS", "gevent").strip() or "gevent"
+if worker_class not in ("gevent", "sync", "gthread"):
+    raise SystemExit(f"error: MODCLF_WORKER_CLASS must be gevent, sync or gthread, got {worker_class!r}")
+if worker_class == "gevent":
+    # Patch before the app is preloaded, so every lock, queue and socket it creates (SQLAlchemy's
+    # pool, prometheus-client's values) cooperates with the other greenlets of its worker.
+    from gevent import monkey
+
+    monkey.patch_all()
+    if os.environ.get("MODCLF_MAX_ACCEPT", "1") == "1":
+        import gevent.server
+
+        gevent.server.StreamServer.max_accept = 1
+
 bind = [os.environ.get("MODCLF_BIND", "127.0.0.1:8000")]
+# A request is ~1 ms of CPU: one process per CPU would leave a CPU idle whenever a worker waits
+# on its socket or the feedback store; gunicorn's 2 x CPUs + 1 keeps both busy.
 workers = _int_env("MODCLF_WORKERS", 2 * (os.cpu_count() or 1) + 1)
-# Sync workers: a request is ~1 ms of CPU, so one process per request in flight keeps the tail
-# short. On an idle 2-CPU machine bench/bench_service.py (wrk, 16 connections) measured the same
-# requests/s as 2 x 4 gthread workers with half the p99 or less (GIL hand-offs between a worker's
-# threads are what stretched the tail). Sync workers trust clients to send requests promptly: on
-# the open internet, put a buffering proxy (nginx) in front, as gunicorn's docs advise, or set
-# MODCLF_THREADS > 1 for gthread workers with keep-alive.
-threads = _int_env("MODCLF_THREADS", 1)
-worker_class = "gthread" if threads > 1 else "sync"
+threads = _int_env("MODCLF_THREADS", 4 if worker_class == "gthread" else 1)
+worker_connections = _int_env("MODCLF_WORKER_CONNECTIONS", 1000)
 preload_app = True
 timeout = _int_env("MODCLF_TIMEOUT", 30)
 graceful_timeout = 30
-keepalive = 5
+keepalive = _int_env("MODCLF_KEEPALIVE", 5, low=0)
 # Request line / header limits (gunicorn answers 400 above them, before the app sees anything).
 limit_request_line = 8190
 limit_request_fields = 100

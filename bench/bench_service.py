@@ -194,13 +194,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model_dir: Path, port: int, workers: int, threads: int, max_batch: int, log_path: Path) -> subprocess.Popen:
+def start_server(model_dir: Path, port: int, workers: int, threads: int, max_batch: int, log_path: Path,
+                 worker_class: str = "gevent", server: str = "gunicorn") -> subprocess.Popen:
+    """gunicorn with gunicorn.conf.py (``worker_class`` as MODCLF_WORKER_CLASS), or ``server="waitress"``
+    (one process, ``threads`` threads) for comparison."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODCLF_", "_MODCLF_", "PROMETHEUS_"))}
     env.update(MODCLF_BIND=f"127.0.0.1:{port}", MODCLF_MODEL_DIR=str(model_dir), MODCLF_WORKERS=str(workers),
-               MODCLF_THREADS=str(threads), MODCLF_MAX_BATCH=str(max_batch), MODCLF_LOG_LEVEL="warning")
+               MODCLF_THREADS=str(threads), MODCLF_MAX_BATCH=str(max_batch), MODCLF_LOG_LEVEL="warning",
+               MODCLF_WORKER_CLASS=worker_class)
+    if server == "waitress":
+        cmd = [sys.executable, "-m", "waitress", "--host", "127.0.0.1", f"--port={port}", f"--threads={threads}",
+               "--call", "modclf.serving:create_app"]
+    else:
+        cmd = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "modclf.serving:create_app()"]
     with open(log_path, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "modclf.serving:create_app()"],
-                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -258,8 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=100, help="comments per batch request (default: %(default)s)")
     p.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1,
                    help="gunicorn workers (default: 2 x CPUs + 1, as gunicorn.conf.py)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="threads per worker (default: 1 = sync workers, as gunicorn.conf.py; more = gthread)")
+    p.add_argument("--worker-class", choices=["gevent", "sync", "gthread"], default="gevent",
+                   help="gunicorn worker class (default: %(default)s, as gunicorn.conf.py)")
+    p.add_argument("--threads", type=int, default=4, help="threads per gthread worker (default: %(default)s)")
     p.add_argument("--tool", choices=["auto", "wrk", "python"], default="auto",
                    help="load generator (default: wrk when installed, else the built-in one)")
     p.add_argument("--seed", type=int, default=0)
@@ -290,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
         workdir = Path(tmp)
         server = start_server(args.model_dir, port, args.workers, args.threads, max(args.batch_size, 256),
-                              workdir / "server.log")
+                              workdir / "server.log", worker_class=args.worker_class)
         try:
             def load(path: str, bodies: list[bytes] | None, name: str, items: int = 1) -> Result:
                 if tool == "wrk":
@@ -320,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     health, classify, batch_http = results[0], results[1], results[2]
     load_after = os.getloadavg()[0]
     print()
-    print(f"model {version}; server: gunicorn, {args.workers} worker(s) x {args.threads} thread(s) on "
+    threads = f" x {args.threads} thread(s)" if args.worker_class == "gthread" else ""
+    print(f"model {version}; server: gunicorn, {args.workers} {args.worker_class} worker(s){threads} on "
           f"{os.cpu_count()} CPU(s); load: {tool}, {args.connections} connections, {args.duration:g} s per scenario")
     print(f"1-minute load average before/after: {load_before:.2f}/{load_after:.2f} (other processes skew the numbers)")
     print(f"{'scenario':<34}{'req/s':>10}{'comments/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
@@ -343,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model_version": version, "tool": tool, "workers": args.workers,
+                                         "worker_class": args.worker_class,
                                          "threads": args.threads, "connections": args.connections,
                                          "duration": args.duration, "loadavg": [load_before, load_after],
                                          "results": [asdict(r) for r in results],

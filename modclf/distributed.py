@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from .csvsafe import safe_frame
 from .labels import LABELS
 from .model import DEFAULT_MODEL_DIR, MODEL_FILE, read_meta, sha256_file
 from .predict import RESULT_COLUMNS, score_frame
@@ -139,7 +140,8 @@ def score_dask(
                 scored.to_parquet(str(tmp), write_index=False, name_function=lambda i: f"part-{i:06d}.parquet")
             elif out_fmt == "csv":
                 tmp.mkdir(parents=True)
-                scored.to_csv(str(tmp / "part-*.csv"), index=False, name_function=_part_name)
+                scored.map_partitions(safe_frame, meta=safe_frame(meta)).to_csv(
+                    str(tmp / "part-*.csv"), index=False, name_function=_part_name)
             else:
                 tmp.mkdir(parents=True)
                 scored.to_json(str(tmp / "part-*.jsonl"), orient="records", lines=True, force_ascii=False,

@@ -39,6 +39,7 @@ from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, Text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
+from .csvsafe import safe_cell
 from .labels import LABELS
 from .serving.errors import APIError
 from .serving.validation import check_id, check_query, check_text, read_json_object, without_surrogates
@@ -327,12 +328,11 @@ def record_or_503(store: FeedbackStore, id: str, text: str, label: str, source: 
 def post_feedback() -> Any:
     """Record a moderator's decision; answered only after it is committed."""
     check_query(())
-    cfg = current_app.config["MODCLF"]
     body = read_json_object({"id", "text", "label", "source"}, {"id", "text", "label"})
     comment_id = check_id(body["id"], "id")
     if not comment_id.strip():
         raise APIError(400, "invalid_id", "id is empty")
-    text = check_text(body["text"], "text", cfg.max_text_chars)
+    text = check_text(body["text"], "text")
     label = body["label"]
     if not isinstance(label, str) or label not in LABELS:
         raise APIError(400, "invalid_label", f"label must be one of {', '.join(LABELS)}")
@@ -347,8 +347,9 @@ def post_feedback() -> Any:
 
 @bp.get("/v1/feedback/export")
 def export_feedback() -> Any:
-    """Stream every decision as CSV. A failure after the first byte aborts the connection, so a
-    client never mistakes a truncated export for a complete one (the chunked body has no end)."""
+    """Stream every decision as CSV (spreadsheet-safe cells, see modclf.csvsafe). A failure after
+    the first byte aborts the connection, so a client never mistakes a truncated export for a
+    complete one (the chunked body has no end)."""
     check_query(())
     store = get_store()
     rows = store.iter_decisions()
@@ -367,7 +368,7 @@ def export_feedback() -> Any:
         count = 0
         try:
             for decision in _chain(pending, rows):
-                writer.writerow([decision.id, decision.text, decision.label, decision.source,
+                writer.writerow([safe_cell(decision.id), safe_cell(decision.text), decision.label, safe_cell(decision.source),
                                  decision.created_at.isoformat(), decision.updated_at.isoformat()])
                 count += 1
                 if buf.tell() >= 64 * 1024:

@@ -15,7 +15,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import yaml
 
@@ -30,7 +30,12 @@ _SEVERITY = {action: i for i, action in enumerate(ACTIONS)}
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policy.yaml"
 POLICY_ENV = "MODCLF_POLICY"
 
-_TOP_KEYS = {"version", "min_confidence", "below_min_confidence", "default", "labels", "escalate"}
+_TOP_KEYS = {"version", "min_confidence", "below_min_confidence", "default", "labels", "escalate", "floors"}
+
+#: Conditions under which the model's opinion is not enough, with the least strict action each gets
+#: when the policy file does not name it: a comment the model could not read whole (``truncated``:
+#: longer than its window) is never auto-approved, even by a policy written before the rule existed.
+FLOOR_CONDITIONS: dict[str, str] = {"truncated": "review"}
 
 
 class PolicyError(ValueError):
@@ -63,11 +68,18 @@ class Policy:
     default: str = "review"
     rules: Mapping[str, tuple[Rule, ...]] = field(default_factory=dict)
     escalations: tuple[Escalation, ...] = ()
+    #: condition -> least strict action for a comment under that condition (see FLOOR_CONDITIONS)
+    floors: Mapping[str, str] = field(default_factory=lambda: dict(FLOOR_CONDITIONS))
     source: str | None = None
     sha256: str | None = None
 
-    def action_for(self, label: str, confidence: float, probabilities: Mapping[str, float]) -> str:
-        """The action for a prediction whose top label is ``label`` with probability ``confidence``."""
+    def action_for(self, label: str, confidence: float, probabilities: Mapping[str, float],
+                   conditions: Iterable[str] = ()) -> str:
+        """The action for a prediction whose top label is ``label`` with probability ``confidence``.
+
+        ``conditions`` names what was special about the comment (``"truncated"``); each can only make
+        the action stricter, through :attr:`floors`.
+        """
         if confidence < self.min_confidence:
             action = self.below_min_confidence
         else:
@@ -79,6 +91,10 @@ class Policy:
         for esc in self.escalations:
             if probabilities.get(esc.label, 0.0) >= esc.at_least and _SEVERITY[esc.action] > _SEVERITY[action]:
                 action = esc.action
+        for condition in conditions:
+            floor = self.floors[condition]  # KeyError: a caller passed a condition nobody defined
+            if _SEVERITY[floor] > _SEVERITY[action]:
+                action = floor
         return action
 
     def decide(self, probabilities: Mapping[str, float]) -> str:
@@ -97,6 +113,7 @@ class Policy:
                 for label in LABELS
             },
             "escalate": [{"label": e.label, "at_least": e.at_least, "action": e.action} for e in self.escalations],
+            "floors": dict(self.floors),
             "source": Path(self.source).name if self.source else None,
             "sha256": self.sha256,
         }
@@ -163,7 +180,17 @@ def parse_policy(obj: object, source: str | None = None, sha256: str | None = No
             raise PolicyError(f"{w}.label: unknown label {item['label']!r} (labels: {', '.join(LABELS)})")
         escalations.append(Escalation(item["label"], _probability(item["at_least"], f"{w}.at_least"),
                                       _action(item["action"], f"{w}.action")))
+    floors = dict(FLOOR_CONDITIONS)
+    raw_floors = doc.get("floors") or {}
+    if not isinstance(raw_floors, dict):
+        raise PolicyError(f"{where}: floors: must be a mapping of condition -> action")
+    for condition, action in raw_floors.items():
+        if condition not in FLOOR_CONDITIONS:
+            raise PolicyError(f"{where}: floors: unknown condition {condition!r} "
+                              f"(conditions: {', '.join(FLOOR_CONDITIONS)})")
+        floors[condition] = _action(action, f"{where}: floors.{condition}")
     return Policy(
+        floors=floors,
         min_confidence=_probability(doc.get("min_confidence", 0.0), f"{where}: min_confidence"),
         below_min_confidence=_action(doc.get("below_min_confidence", "review"), f"{where}: below_min_confidence"),
         default=_action(doc.get("default", "review"), f"{where}: default"),

@@ -31,6 +31,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from .csvsafe import safe_cell, safe_frame
 from .labels import LABELS
 from .model import DEFAULT_MODEL_DIR, sha256_file
 from .predict import RESULT_COLUMNS, Predictor, score_frame
@@ -140,6 +141,7 @@ def _write_csv_rows(df: pd.DataFrame, path: Path) -> None:
     float in Python); floats keep their shortest round-trip form, text values are quoted.
     Columns Arrow cannot write as CSV (nested JSON values) fall back to pandas for that part.
     """
+    df = safe_frame(df)  # comments are attacker-written: no cell may start a spreadsheet formula
     try:
         pacsv.write_csv(_to_arrow(df), path, pacsv.WriteOptions(include_header=False))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
@@ -182,7 +184,8 @@ def _join_parts(parts: list[Path], columns: list[str], output: Path, fmt: str) -
         else:
             with open(tmp, "wb") as out:
                 if fmt == "csv":
-                    out.write((pd.DataFrame(columns=columns).to_csv(index=False, lineterminator="\n")).encode())
+                    header = pd.DataFrame(columns=[safe_cell(str(c)) for c in columns])
+                    out.write(header.to_csv(index=False, lineterminator="\n").encode())
                 for part in parts:
                     with open(part, "rb") as fh:
                         shutil.copyfileobj(fh, out, 1 << 20)

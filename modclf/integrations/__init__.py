@@ -122,6 +122,7 @@ def register_integrations(app: Flask) -> None:
     if coral_secrets:
         app.extensions["modclf_coral_secrets"] = coral_secrets
         app.register_blueprint(coral.bp)
+        app.extensions["modclf_verdict_paths"].add(coral.PATH)
         installed.append(f"coral ({len(coral_secrets)} signing secret(s))")
     else:
         log.info("Coral integration not installed: %s is not set", CORAL_SECRET_ENV)

@@ -41,9 +41,9 @@ import logging
 from typing import Any, Mapping, Sequence
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..policy import Policy
+from ..serving.body import OVERSIZE_KEY, PREFIX_KEY, BodyTimeout, deadline, read_chunks
 from ..serving.errors import APIError
 from ..serving.state import ServiceState
 from ..serving.validation import without_surrogates
@@ -110,12 +110,61 @@ def coral_response(result: Mapping[str, Any], policy: Policy) -> dict[str, Any] 
     return response
 
 
-def _raw_body() -> bytes:
-    raw = request.get_data(cache=False)  # werkzeug raises 413 above MAX_CONTENT_LENGTH
-    cap = request.max_content_length
-    if cap is not None and request.content_length is None and len(raw) >= cap:
-        raise RequestEntityTooLarge()  # a chunked body is truncated at the cap, not refused
-    return raw
+def verify_streamed(prefix: bytes, rest: Any, header: str | None, secrets: Sequence[str], limit: int,
+                    timeout: float) -> bool | None:
+    """:func:`verify_signature` for a body too large to keep: HMACs are fed chunk by chunk.
+
+    None when the body goes past ``limit`` bytes in all (not even Coral sends that much).
+    """
+    if not header or not secrets:
+        return False
+    macs = [hmac.new(s.encode("utf-8"), digestmod=hashlib.sha256) for s in secrets]
+    total = len(prefix)
+    for mac in macs:
+        mac.update(prefix)
+    try:
+        with deadline(timeout):
+            for chunk in read_chunks(rest, limit - total):
+                total += len(chunk)
+                for mac in macs:
+                    mac.update(chunk)
+    except BodyTimeout:
+        raise APIError(408, "request_timeout", "the request body was not received in time", {"Connection": "close"}) from None
+    except Exception:
+        raise APIError(400, "malformed_body", "the request body could not be read", {"Connection": "close"}) from None
+    if total > limit:
+        return None
+    expected = [mac.hexdigest().encode("ascii") for mac in macs]
+    ok = False
+    for signature in parse_signatures(header):
+        candidate = signature.encode("utf-8", "replace")
+        for digest in expected:
+            ok |= hmac.compare_digest(candidate, digest)
+    return ok
+
+
+#: An over-cap body is hashed as it streams in, up to this many bytes; beyond it, 413.
+MAX_STREAMED_BYTES = 64 << 20
+
+
+def _oversize_verdict(secrets: Sequence[str]) -> Response:
+    """Fail closed on a body above the request cap: Coral acts only on a 2xx answer with a body
+    (any other status, and 204, mean "no opinion" and the comment is published), so a signed
+    over-cap request gets 200 SYSTEM_WITHHELD: held for a moderator, unread by the model."""
+    cfg = current_app.config["MODCLF"]
+    verified = verify_streamed(request.environ.get(PREFIX_KEY, b""), request.environ["wsgi.input"],
+                               request.headers.get(SIGNATURE_HEADER), secrets, MAX_STREAMED_BYTES, cfg.body_timeout)
+    if verified is None:
+        raise APIError(413, "payload_too_large", f"request body larger than {MAX_STREAMED_BYTES} bytes",
+                       {"Connection": "close"})
+    if not verified:
+        log.warning("Coral request refused: %s missing or not signed by a configured secret (from %s)",
+                    SIGNATURE_HEADER, request.remote_addr)
+        raise APIError(401, "invalid_signature", f"missing or invalid {SIGNATURE_HEADER}", {"Connection": "close"})
+    log.warning("Coral request above the %d-byte cap: held for review without classification", cfg.max_body_bytes)
+    response = jsonify({"status": STATUS_WITHHELD})
+    response.headers["Connection"] = "close"
+    return response
 
 
 def _parse_request(raw: bytes) -> str:
@@ -152,7 +201,9 @@ def _parse_request(raw: bytes) -> str:
 def moderate() -> Any:
     """Coral's external moderation phase: verify, classify, answer with Coral's vocabulary."""
     secrets: Sequence[str] = current_app.extensions["modclf_coral_secrets"]
-    raw = _raw_body()
+    if request.environ.get(OVERSIZE_KEY):
+        return _oversize_verdict(secrets)
+    raw = request.get_data(cache=False)  # read and size-checked by modclf.serving.body
     if not verify_signature(raw, request.headers.get(SIGNATURE_HEADER), secrets):
         # Nothing of the body is parsed, logged or stored: it is not known to come from Coral.
         log.warning("Coral request refused: %s missing or not signed by a configured secret "
@@ -161,9 +212,6 @@ def moderate() -> Any:
     text = plain_text(_parse_request(raw))
     if not text.strip():
         return Response(status=204)  # nothing to judge: leave the comment to Coral's own settings
-    max_chars = current_app.config["MODCLF"].max_text_chars
-    if len(text) > max_chars:
-        raise APIError(400, "text_too_long", f"comment.body has {len(text)} characters; the maximum is {max_chars}")
     state: ServiceState = current_app.extensions["modclf"]
     policy = state.policy  # the policy this prediction was decided with (a reload may swap it)
     result = state.classify([text])[0]

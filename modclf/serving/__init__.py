@@ -30,6 +30,7 @@ from flask import Flask, g, request
 
 from .api import bp as api_bp
 from .auth import KeyRing, check_request
+from .body import ERROR_KEY, BodyGuard
 from .config import ConfigError, ServiceConfig, load_config
 from .errors import APIError, register_error_handlers
 from .metrics import ServiceMetrics
@@ -47,7 +48,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app. Raises ModelError / PolicyError / ConfigError (one-line reasons) when unusable."""
     cfg = load_config(config)
     metrics = ServiceMetrics()
-    state = ServiceState(cfg.model_dir, cfg.policy, explain_top=cfg.explain_top, metrics=metrics)
+    state = ServiceState(cfg.model_dir, cfg.policy, explain_top=cfg.explain_top, metrics=metrics,
+                         window_chars=cfg.max_text_chars)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
@@ -57,6 +59,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["modclf"] = state
     app.extensions["modclf_metrics"] = metrics
     app.extensions["modclf_openapi"] = openapi_document(cfg)
+
+    #: paths whose view answers an over-cap body with a fail-closed verdict instead of a 413
+    verdict_paths: set[str] = set()
+    app.extensions["modclf_verdict_paths"] = verdict_paths
+    app.wsgi_app = BodyGuard(app.wsgi_app, cfg.max_body_bytes,  # type: ignore[method-assign]
+                             body_timeout=cfg.body_timeout, verdict_paths=verdict_paths.__contains__)
 
     register_error_handlers(app)
     _install_hooks(app, cfg, metrics)
@@ -74,6 +82,10 @@ def _install_hooks(app: Flask, cfg: ServiceConfig, metrics: ServiceMetrics) -> N
     @app.before_request
     def _start() -> None:
         g.modclf_started = time.perf_counter()
+        body_error = request.environ.get(ERROR_KEY)
+        if body_error is not None:  # the body guard could not read the body (framing, size, time)
+            status, code, message = body_error
+            raise APIError(status, code, message, {"Connection": "close"})
         check_request(api_keys, admin_keys)
 
     @app.after_request
@@ -90,7 +102,6 @@ def openapi_document(cfg: ServiceConfig) -> dict[str, Any]:
     """The repository's OpenAPI document with this instance's limits and security filled in."""
     doc = copy.deepcopy(_base_openapi())
     schemas = doc["components"]["schemas"]
-    schemas["CommentText"]["maxLength"] = cfg.max_text_chars
     schemas["BatchRequest"]["properties"]["comments"]["maxItems"] = cfg.max_batch
     if cfg.auth_enabled or cfg.admin_api_keys:
         for path, item in doc["paths"].items():

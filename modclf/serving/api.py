@@ -37,7 +37,7 @@ def classify_one() -> Any:
     explain = bool_arg("explain")
     cfg = _config()
     body = read_json_object({"text", "id"}, {"text"})
-    text = check_text(body["text"], "text", cfg.max_text_chars)
+    text = check_text(body["text"], "text")
     comment_id = check_id(body["id"], "id") if "id" in body else None
     result = _state().classify([text], explain=explain)[0]
     return jsonify({"id": comment_id, **result})
@@ -63,7 +63,7 @@ def classify_batch() -> Any:
         if not isinstance(item, dict):
             raise APIError(400, "invalid_type", f"{where} must be an object with a text field")
         check_fields(item, {"id", "text"}, {"text"}, where)
-        texts.append(check_text(item["text"], f"{where}.text", cfg.max_text_chars))
+        texts.append(check_text(item["text"], f"{where}.text"))
         ids.append(check_id(item["id"], f"{where}.id") if "id" in item else None)
     results = _state().classify(texts, explain=explain)
     return jsonify({"count": len(results), "results": [{"id": i, **r} for i, r in zip(ids, results)]})

@@ -28,9 +28,12 @@ class ServiceConfig:
 
     model_dir: Path = DEFAULT_MODEL_DIR
     policy: Path = DEFAULT_POLICY_PATH
-    #: request body cap in bytes (413 above it)
+    #: request body cap in bytes (413 above it, or the integration's fail-closed verdict)
     max_body_bytes: int = 1 << 20
-    #: longest accepted comment, in characters (code points)
+    #: seconds a client has to send its whole request body (gevent workers; 408 after it)
+    body_timeout: int = 10
+    #: the model's window, in characters (code points): longer comments are classified on their
+    #: head, tail and link/contact stretches (modclf.window), flagged truncated, never auto-approved
     max_text_chars: int = 10_000
     #: most comments in one /v1/classify/batch request
     max_batch: int = 256
@@ -53,7 +56,8 @@ class ServiceConfig:
 
 
 _LIMITS = {"max_body_bytes": (1024, 1 << 30), "max_text_chars": (1, 1_000_000), "max_batch": (1, 100_000),
-           "explain_top": (1, 1000)}
+           "explain_top": (1, 1000),
+           "body_timeout": (1, 3600)}
 
 
 def _as_int(name: str, value: object) -> int:

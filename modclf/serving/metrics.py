@@ -20,6 +20,10 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+#: HTTP methods counted under their own name; any other method (clients can invent them) is "other".
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def multiprocess_enabled() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
 
@@ -41,7 +45,12 @@ class ServiceMetrics:
                                 ["version"], registry=r, multiprocess_mode="livemax")
 
     def observe_request(self, endpoint: str, method: str, status: int, started: float) -> None:
-        self.requests.labels(endpoint, method, str(status)).inc()
+        """Count one request. Label values come from fixed sets, whatever the client sent: the
+        endpoint is a route template (or "unmatched"), the method one of :data:`METHODS` or
+        "other", the status a number from 100 to 599 (or "other")."""
+        method = method if method in METHODS else "other"
+        status_label = str(status) if 100 <= status <= 599 else "other"
+        self.requests.labels(endpoint, method, status_label).inc()
         self.latency.labels(endpoint).observe(time.perf_counter() - started)
 
     def count_predictions(self, labels: list[str], actions: list[str]) -> None:

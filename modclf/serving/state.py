@@ -27,6 +27,7 @@ from ..labels import LABELS
 from ..model import ModelArtifact, ModelError, load_artifact
 from ..policy import Policy, PolicyError, load_policy
 from ..text import normalize_text
+from ..window import bounded_window
 from .metrics import ServiceMetrics
 from .validation import without_surrogates
 
@@ -109,13 +110,15 @@ class ServiceState:
     """What the service serves: model + policy, swappable at run time without failing requests."""
 
     def __init__(self, model_dir: str | Path, policy_path: str | Path, *, explain_top: int = 10,
-                 metrics: ServiceMetrics | None = None):
+                 metrics: ServiceMetrics | None = None, window_chars: int = 10_000):
         self._lock = threading.Lock()  # serializes reloads; readers never take it
         self._model_dir = Path(model_dir)
         self._policy_path = Path(policy_path)
         self._model = LoadedModel.load(self._model_dir)
         self._policy = load_policy(self._policy_path)
         self.explain_top = explain_top
+        #: longer comments are classified on a bounded window (modclf.window) and flagged truncated
+        self.window_chars = window_chars
         self.metrics = metrics
         #: pid of the gunicorn master when running under gunicorn (set by gunicorn.conf.py), so an
         #: admin reload in one worker can ask the master to replace every worker.
@@ -153,8 +156,10 @@ class ServiceState:
         """Classify comments; one dict per text, in order.
 
         Each dict: ``label``, ``confidence``, ``probabilities`` {label: p}, ``action`` (from the
-        policy), ``model_version``; with ``explain`` also ``explanation``. Texts must be strings
-        (validated by the caller); unpaired surrogates are replaced so they cannot break encoding.
+        policy), ``truncated``, ``model_version``; with ``explain`` also ``explanation``. Texts must be
+        strings (validated by the caller); unpaired surrogates are replaced so they cannot break
+        encoding. A text longer than ``window_chars`` is classified on its bounded window
+        (:func:`modclf.window.bounded_window`), reported ``truncated`` and never auto-approved.
         """
         model, policy = self._model, self._policy  # one consistent snapshot for the whole call
         if not texts:
@@ -162,18 +167,21 @@ class ServiceState:
         for text in texts:
             if not isinstance(text, str):
                 raise TypeError(f"classify expects strings, got {type(text).__name__}")
-        clean = [without_surrogates(t) for t in texts]
+        windows = [bounded_window(without_surrogates(t), self.window_chars) for t in texts]
+        clean = [w.text for w in windows]
         proba = model.predictor.predict_proba(clean)
         best = proba.argmax(axis=1).tolist()
         results: list[dict[str, Any]] = []
-        for row, b in zip(proba.tolist(), best):
+        for row, b, window in zip(proba.tolist(), best, windows):
             probabilities = dict(zip(LABELS, row))
             label, confidence = LABELS[b], row[b]
+            conditions = ("truncated",) if window.truncated else ()
             results.append({
                 "label": label,
                 "confidence": confidence,
                 "probabilities": probabilities,
-                "action": policy.action_for(label, confidence, probabilities),
+                "action": policy.action_for(label, confidence, probabilities, conditions),
+                "truncated": window.truncated,
                 "model_version": model.version,
             })
         if explain:

@@ -12,7 +12,6 @@ import re
 from typing import Any, Iterable
 
 from flask import request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from .errors import APIError
 
@@ -28,7 +27,7 @@ def _reject_constant(name: str) -> Any:
 def read_json_object(allowed: Iterable[str], required: Iterable[str] = (), *, optional_body: bool = False) -> dict[str, Any]:
     """Parse the request body as one UTF-8 JSON object with only ``allowed`` keys.
 
-    Raises 415 (content type), 413 (size, raised by werkzeug while reading), 400 (UTF-8, JSON,
+    Raises 415 (content type), 400 (UTF-8, JSON,
     shape, unknown or missing fields). With ``optional_body`` an empty body is ``{}``.
     """
     if optional_body and not request.content_length and not request.headers.get("Transfer-Encoding"):
@@ -39,10 +38,7 @@ def read_json_object(allowed: Iterable[str], required: Iterable[str] = (), *, op
     charset = request.mimetype_params.get("charset")
     if charset and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
         raise APIError(415, "unsupported_media_type", f"only UTF-8 JSON is accepted (got charset={charset})")
-    raw = request.get_data(cache=False)  # werkzeug raises 413 past MAX_CONTENT_LENGTH...
-    cap = request.max_content_length
-    if cap is not None and request.content_length is None and len(raw) >= cap:
-        raise RequestEntityTooLarge()  # ...but silently truncates a chunked body at the cap
+    raw = request.get_data(cache=False)  # already read and size-checked by modclf.serving.body
     if not raw.strip() and optional_body:
         return {}
     try:
@@ -77,14 +73,13 @@ def check_fields(obj: dict[str, Any], allowed: Iterable[str], required: Iterable
         raise APIError(400, "missing_field", f"{where}: missing required field {missing[0]!r}")
 
 
-def check_text(value: object, where: str, max_chars: int) -> str:
-    """A comment text: a non-blank string of at most ``max_chars`` characters."""
+def check_text(value: object, where: str) -> str:
+    """A comment text: a non-blank string. Its length is bounded only by the request-size cap:
+    a longer text than the model reads is classified on a window, never refused (fail closed)."""
     if not isinstance(value, str):
         raise APIError(400, "invalid_type", f"{where} must be a string, got {_json_type(value)}")
     if not value.strip():
         raise APIError(400, "empty_text", f"{where} is empty or only whitespace")
-    if len(value) > max_chars:
-        raise APIError(400, "text_too_long", f"{where} has {len(value)} characters; the maximum is {max_chars}")
     return without_surrogates(value)
 
 

@@ -1,0 +1,83 @@
+"""The bounded window a long comment is classified on.
+
+A comment longer than the model's window is not refused (a refusal is read by Coral and by most
+Akismet clients as "no opinion", which publishes the comment): it is classified on a window of at
+most ``limit`` characters and reported as ``truncated``, and the moderation policy never
+auto-approves a truncated comment (``floors: truncated`` in policy.yaml).
+
+The window is the head and the tail of the comment plus every stretch of the middle that carries a
+link or contact cue, because the classic way past a length limit is a link drop buried in the
+middle of a long benign text.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+#: Link and contact cues worth keeping from the middle of an over-long comment. Deliberately broad:
+#: a false cue only spends some of the window on ordinary text.
+_CUE = re.compile(
+    r"https?\s*:|www\s*\.|\bw\s*w\s*w\b|\.\s*(?:com|net|org|info|biz|io|co|me|ly|tv|ru|xyz|site|club|shop|top|link|gg)\b|"
+    r"\b(?:dot|d0t)\s*(?:com|net|org|ru|io)\b|\[\s*(?:\.|dot)\s*\]|\(\s*(?:\.|dot)\s*\)|"
+    r"\bt\s*\.\s*me\b|\bbit\s*\.?\s*ly\b|whats\s*app|telegram|\bwa\s*\.\s*me\b|"
+    r"\b(?:subscribe|channel|promo|discount|bitcoin|crypto|forex|casino|download)\b|"
+    r"[\w.+-]@[\w-]|\+?\d[\d\s().-]{7,}\d",
+    re.IGNORECASE,
+)
+#: Characters kept on each side of a cue.
+CUE_CONTEXT = 80
+SEPARATOR = "\n...\n"
+
+
+class Window(NamedTuple):
+    text: str
+    truncated: bool
+
+
+def bounded_window(text: str, limit: int) -> Window:
+    """``text`` itself when it has at most ``limit`` characters, else head + cue stretches + tail.
+
+    The result never exceeds ``limit`` characters (separators included) and is deterministic.
+    Budget: 40% head, 20% tail, the rest for cue stretches of the middle in order of appearance
+    (unused cue budget goes to the head).
+    """
+    if len(text) <= limit:
+        return Window(text, False)
+    sep = len(SEPARATOR)
+    usable = max(limit - 2 * sep, 3)
+    head_n, tail_n = usable * 2 // 5, usable // 5
+    cue_budget = usable - head_n - tail_n
+    middle_start, middle_end = head_n, len(text) - tail_n
+    spans: list[tuple[int, int]] = []
+    used = 0
+    for match in _CUE.finditer(text, middle_start, middle_end):
+        start = max(middle_start, match.start() - CUE_CONTEXT)
+        end = min(middle_end, match.end() + CUE_CONTEXT)
+        if spans and start <= spans[-1][1]:
+            start = spans[-1][1]
+            if end <= start:
+                continue
+            room = cue_budget - used
+            end = min(end, start + room)
+            spans[-1] = (spans[-1][0], end)
+        else:
+            room = cue_budget - used - sep
+            if room <= 0:
+                break
+            end = min(end, start + room)
+            spans.append((start, end))
+            used += sep
+        used += end - start
+        if used >= cue_budget:
+            break
+    head_n += cue_budget - used  # give what the cues did not need to the head
+    parts = [text[:head_n]]
+    for start, end in spans:
+        if start < head_n:
+            start = head_n
+        if end > start:
+            parts.append(text[start:end])
+    parts.append(text[len(text) - tail_n:])
+    window = SEPARATOR.join(parts)
+    return Window(window[:limit], True)
