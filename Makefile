@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help venv run serve train eval score test bench clean
+.PHONY: help venv run serve train eval score test soak bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -37,6 +37,9 @@ serve: model/model.joblib  ## train if needed, then serve on $(HOST):$(PORT) wit
 
 test: $(BIN)/.installed  ## run the test suite
 	$(BIN)/python -m pytest -q
+
+soak: $(BIN)/.installed  ## a minute of mixed traffic, slow clients and bad input against gunicorn (SOAK_SECONDS)
+	$(BIN)/python -m pytest -q -s -m soak tests/test_soak.py
 
 bench: model/model.joblib  ## run the benchmarks under bench/ (minutes; not part of the tests)
 	$(BIN)/python bench/run_all.py

@@ -13,16 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from .errors import DataError
 from .labels import LABELS
 
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("text", "label")
 MAX_REPORTED_PROBLEMS = 20
-
-
-class DataError(ValueError):
-    """A labeled-data file cannot be used; the message names the file, row and field."""
 
 
 def _decode(path: Path) -> str:

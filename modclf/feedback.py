@@ -39,6 +39,7 @@ from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, Text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
+from .errors import FeedbackError
 from .csvsafe import safe_cell
 from .labels import LABELS
 from .serving.errors import APIError
@@ -82,10 +83,6 @@ history_table = Table(
     Column("decided_at", DateTime(timezone=True), nullable=False),
     Column("replaced_at", DateTime(timezone=True), nullable=False),
 )
-
-
-class FeedbackError(RuntimeError):
-    """The store cannot be opened or written; the message is one line and has no secrets."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
+from .errors import ModelError
 from .features import TextNormalizer, build_features
 from .labels import LABELS
 
@@ -29,10 +30,6 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.joblib"
 META_FILE = "model.json"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
-
-
-class ModelError(RuntimeError):
-    """The model directory is missing, unreadable or inconsistent with its metadata."""
 
 
 #: Label frequencies expected in live comment sections. The corpus over-represents the rare labels
@@ -157,6 +154,7 @@ def dump_pipeline(pipeline: Pipeline, model_dir: Path) -> tuple[Path, str]:
     The caller renames the file into place (or removes it on failure).
     """
     model_dir.mkdir(parents=True, exist_ok=True)
+    _drop_run_state(pipeline)
     fd, name = tempfile.mkstemp(dir=model_dir, prefix=".model.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
@@ -168,6 +166,17 @@ def dump_pipeline(pipeline: Pipeline, model_dir: Path) -> tuple[Path, str]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _drop_run_state(pipeline: Pipeline) -> None:
+    """Remove what a fitted pipeline remembers of the process that fitted it, so that the same data
+    and seed give a byte-identical model file: TfidfVectorizer caches ``id(stop_words)`` (a memory
+    address) in ``_stop_words_id`` to skip a check on the next fit; transform never reads it."""
+    for _, step in pipeline.steps:
+        vectorizers = [v for _, v in getattr(step, "transformer_list", ())] or [step]
+        for vec in vectorizers:
+            if hasattr(vec, "_stop_words_id"):
+                del vec._stop_words_id
 
 
 def read_meta(model_dir: str | Path) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from .errors import PolicyError
 from .labels import LABELS
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,6 @@ _TOP_KEYS = {"version", "min_confidence", "below_min_confidence", "default", "la
 #: when the policy file does not name it: a comment the model could not read whole (``truncated``:
 #: longer than its window) is never auto-approved, even by a policy written before the rule existed.
 FLOOR_CONDITIONS: dict[str, str] = {"truncated": "review"}
-
-
-class PolicyError(ValueError):
-    """The policy file is missing, unreadable or breaks a rule; the message is one line."""
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from .errors import ScoringError
 from .csvsafe import safe_cell, safe_frame
 from .labels import LABELS
 from .model import DEFAULT_MODEL_DIR, sha256_file
@@ -40,10 +41,6 @@ log = logging.getLogger(__name__)
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 DEFAULT_CHUNK_SIZE = 20_000
-
-
-class ScoringError(ValueError):
-    """The input or the options cannot be scored; the message names the file and the problem."""
 
 
 def detect_format(path: str | Path, option: str | None = None) -> str:

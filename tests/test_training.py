@@ -148,3 +148,17 @@ def test_shipped_model_predicts_every_label(artifact) -> None:
     proba = artifact.predict_proba(texts)
     assert np.allclose(proba.sum(axis=1), 1.0)
     assert [LABELS[i] for i in proba.argmax(axis=1)] == list(LABELS)
+
+
+def test_two_training_processes_write_byte_identical_models(tmp_path: Path, small_csv: Path) -> None:
+    """Across processes too: a fitted TfidfVectorizer remembers a memory address (id of its
+    stop_words) that differs from one interpreter to the next; the saved model must not."""
+    import subprocess
+    import sys
+
+    digests = []
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "train.py", "--data", str(small_csv), "--folds", "0", "--no-progress",
+                        "--model-dir", str(tmp_path / name)], cwd=DATA.parent.parent, check=True, capture_output=True)
+        digests.append(sha256_file(tmp_path / name / "model.joblib"))
+    assert digests[0] == digests[1]

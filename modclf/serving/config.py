@@ -12,14 +12,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..errors import ConfigError
 from ..model import DEFAULT_MODEL_DIR
 from ..policy import DEFAULT_POLICY_PATH
 
 ENV_PREFIX = "MODCLF_"
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the setting and is one line."""
 
 
 @dataclass(frozen=True)
