@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help venv run serve train eval score test soak bench clean
+.PHONY: help venv run serve train eval score test soak bench clean node-clients
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -35,7 +35,10 @@ run: serve  ## the product: train the model if needed, then serve it
 serve: model/model.joblib  ## train if needed, then serve on $(HOST):$(PORT) with gunicorn
 	MODCLF_BIND=$(HOST):$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py "modclf.serving:create_app()"
 
-test: $(BIN)/.installed  ## run the test suite
+node-clients:  ## install the npm Akismet clients that tests/test_akismet_node.py drives (node >= 20, npm)
+	cd tests/node && npm ci --no-audit --no-fund --ignore-scripts
+
+test: $(BIN)/.installed node-clients  ## run the test suite
 	$(BIN)/python -m pytest -q
 
 soak: $(BIN)/.installed  ## a minute of mixed traffic, slow clients and bad input against gunicorn (SOAK_SECONDS)

@@ -114,7 +114,10 @@ def check_query(allowed: Iterable[str]) -> None:
 
 
 def without_surrogates(text: str) -> str:
-    """Replace unpaired UTF-16 surrogates (legal in JSON escapes, not in Unicode text) with U+FFFD."""
+    """Replace unpaired UTF-16 surrogates (legal in JSON escapes, not in Unicode text) and NUL
+    (legal in JSON, refused by PostgreSQL text columns) with U+FFFD."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
     if text.isascii():
         return text
     # json.loads already joined valid surrogate pairs, so any surrogate left is unpaired
