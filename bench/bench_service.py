@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark the HTTP service under concurrent load, against baselines measured in the same run.
 
-Starts the real server (gunicorn with gunicorn.conf.py) on a free loopback port and measures, each
+Starts the real server (gunicorn with modclf.gunicorn_conf) on a free loopback port and measures, each
 for --duration seconds with --connections concurrent connections:
 
   1. GET  /healthz               the trivial JSON endpoint of the same server (HTTP + Flask baseline)
@@ -196,7 +196,7 @@ def free_port() -> int:
 
 def start_server(model_dir: Path, port: int, workers: int, threads: int, max_batch: int, log_path: Path,
                  worker_class: str = "gevent", server: str = "gunicorn") -> subprocess.Popen:
-    """gunicorn with gunicorn.conf.py (``worker_class`` as MODCLF_WORKER_CLASS), or ``server="waitress"``
+    """gunicorn with modclf.gunicorn_conf (``worker_class`` as MODCLF_WORKER_CLASS), or ``server="waitress"``
     (one process, ``threads`` threads) for comparison."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODCLF_", "_MODCLF_", "PROMETHEUS_"))}
     env.update(MODCLF_BIND=f"127.0.0.1:{port}", MODCLF_MODEL_DIR=str(model_dir), MODCLF_WORKERS=str(workers),
@@ -206,7 +206,7 @@ def start_server(model_dir: Path, port: int, workers: int, threads: int, max_bat
         cmd = [sys.executable, "-m", "waitress", "--host", "127.0.0.1", f"--port={port}", f"--threads={threads}",
                "--call", "modclf.serving:create_app"]
     else:
-        cmd = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "modclf.serving:create_app()"]
+        cmd = [sys.executable, "-m", "gunicorn", "-c", "python:modclf.gunicorn_conf", "modclf.serving:create_app()"]
     with open(log_path, "w") as err:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + 120
@@ -265,9 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=16, help="concurrent connections (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=100, help="comments per batch request (default: %(default)s)")
     p.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1,
-                   help="gunicorn workers (default: 2 x CPUs + 1, as gunicorn.conf.py)")
+                   help="gunicorn workers (default: 2 x CPUs + 1, as modclf.gunicorn_conf)")
     p.add_argument("--worker-class", choices=["gevent", "sync", "gthread"], default="gevent",
-                   help="gunicorn worker class (default: %(default)s, as gunicorn.conf.py)")
+                   help="gunicorn worker class (default: %(default)s, as modclf.gunicorn_conf)")
     p.add_argument("--threads", type=int, default=4, help="threads per gthread worker (default: %(default)s)")
     p.add_argument("--tool", choices=["auto", "wrk", "python"], default="auto",
                    help="load generator (default: wrk when installed, else the built-in one)")

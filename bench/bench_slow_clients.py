@@ -2,7 +2,7 @@
 """Serving candidates side by side: do they keep answering while slow clients hold connections,
 and what do they cost in throughput?
 
-For each candidate (gunicorn with gevent, sync and gthread workers, as gunicorn.conf.py configures
+For each candidate (gunicorn with gevent, sync and gthread workers, as modclf.gunicorn_conf configures
 them, and waitress as another WSGI server), on a free loopback port:
 
   1. slow clients: --slow connections are opened and left hanging, half of them after half of

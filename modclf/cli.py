@@ -1,37 +1,320 @@
-"""Helpers shared by the command-line scripts (train.py, score.py, serve.py)."""
+"""The ``modclf`` command: train, eval, score, serve and feedback export, over the same code as the
+Python API.
+
+    modclf train [--data FILE ...] [--model-dir DIR]        train and save a model (CV report by default)
+    modclf eval FILE ... [--model-dir DIR]                  measure a saved model on labeled comments
+    modclf score INPUT -o OUTPUT [--model-dir DIR]          add label, probabilities and action columns
+    modclf serve [--model-dir DIR] [--bind HOST:PORT]       the HTTP service (gunicorn)
+    modclf feedback export [-o FILE]                        moderators' decisions as CSV
+
+Every option also has a setting (``MODCLF_*`` variable or settings file; see
+:mod:`modclf.settings`), and flags win over both. Heavy libraries (scikit-learn, pandas, numba,
+Flask) are imported only when a command runs, so ``--help`` answers at once.
+
+Errors: every :class:`~modclf.errors.ModclfError` is printed as one ``error: ...`` line and the
+command exits with status 2 (here, in :func:`main`, and nowhere else); Ctrl-C exits with 130.
+"""
 
 from __future__ import annotations
 
 import argparse
-import functools
+import logging
+import os
 import sys
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
-from .data import DataError
-from .model import ModelError
+from . import __version__
+from .errors import EXIT_USAGE, ConfigError, ModclfError
 
+log = logging.getLogger("modclf")
 
-class UserError(Exception):
-    """An error caused by the user's input or configuration; printed without a traceback."""
-
-
-def add_common_logging(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="logging verbosity (default: WARNING)")
+#: Exit status of ``modclf train --with-feedback`` when the candidate was not promoted.
+EXIT_NOT_PROMOTED = 3
 
 
-def exit_on_user_error(func: Callable[..., int]) -> Callable[..., int]:
-    """Turn expected errors into one clear message on stderr and exit status 2."""
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
 
-    @functools.wraps(func)
-    def wrapper(*args: object, **kwargs: object) -> int:
-        try:
-            return func(*args, **kwargs)
-        except (DataError, ModelError, UserError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
 
-    return wrapper
+def _workers(value: str) -> int:
+    """``auto`` (0: every core) or a positive number."""
+    return 0 if value == "auto" else _positive(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modclf",
+        description="Comment-section moderation classifier (TF-IDF + LogisticRegression): sorts reader "
+        "comments into spam, dispute, question, support and other, and a moderation policy turns that "
+        "into approve / review / reject. Settings: flags > MODCLF_* environment > modclf.toml > defaults.",
+    )
+    parser.add_argument("--version", action="version", version=f"modclf {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="logging verbosity (default: WARNING; serve: $MODCLF_LOG_LEVEL or INFO)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_parser = sub.add_parser
+
+    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return _add_parser(name, parents=[common], **kwargs)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
+
+    def model_dir(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument("--model-dir", default=None,
+                       help=f"model directory {what} (default: $MODCLF_MODEL_DIR or ./model)")
+
+    def policy(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--policy", default=None,
+                       help="moderation policy file that turns labels into actions (default: $MODCLF_POLICY "
+                       "or the policy shipped with modclf)")
+
+    def data(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument("--data", nargs="+", default=None, metavar="FILE",
+                       help=f"labeled CSV file(s) with columns text,label {what} (default: $MODCLF_DATA or "
+                       "./data/comments.csv)")
+
+    p = sub.add_parser("train", help="train a model on labeled comments and save it",
+                       description="Train the model on labeled CSV files and write model.joblib + model.json "
+                       "(byte-identical for the same data and seed). By default a stratified cross-validation "
+                       "report of the model beside a naive baseline comes first (--folds 0 skips it).")
+    data(p, "to train on")
+    model_dir(p, "to write")
+    p.add_argument("--seed", type=int, default=0, help="random seed for CV splits and the solver (default: 0)")
+    p.add_argument("--folds", type=int, default=5,
+                   help="stratified cross-validation folds before the final fit; 0 skips it (default: 5)")
+    p.add_argument("--with-feedback", action="store_true",
+                   help="merge moderators' decisions from the feedback store, train a candidate, and promote it "
+                   f"only if it is not worse than the current model on the same held-out split (exit {EXIT_NOT_PROMOTED} "
+                   "when it is not promoted)")
+    p.add_argument("--feedback-db", default=None,
+                   help="SQLAlchemy URL of the feedback store (default: $MODCLF_FEEDBACK_DB or sqlite:///feedback.db)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(run=_train)
+
+    p = sub.add_parser("eval", help="measure a saved model on labeled comments",
+                       description="Per-label precision/recall/F1, confusion matrix and the policy's decisions of the "
+                       "saved model on labeled CSV file(s), beside a naive baseline trained on the training data; "
+                       "recorded under 'evaluations' in model.json unless --no-record.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="labeled CSV file(s) with columns text,label[,source]")
+    model_dir(p, "to evaluate")
+    data(p, "the naive baseline is trained on")
+    policy(p)
+    p.add_argument("--no-record", action="store_true", help="do not store the result in model.json")
+    p.add_argument("--png", metavar="FILE", help="also save the confusion matrix as a PNG here")
+    p.set_defaults(run=_eval)
+
+    p = sub.add_parser("score", help="score a file of comments (CSV, JSONL, Parquet)",
+                       description="Add label, confidence, p_<label>, action, truncated, policy_version and error "
+                       "columns to every row of a comment file. Formats by extension: .csv, .jsonl, .parquet. Rows "
+                       "without usable text are kept with an empty label, the action review and a reason in 'error'; "
+                       "output rows == input rows, in order; the output appears only when complete.")
+    p.add_argument("input", help="input file (.csv, .jsonl or .parquet); with --engine dask also a glob or directory")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file (format from its extension); with --engine dask, an output directory")
+    model_dir(p, "to score with")
+    policy(p)
+    p.add_argument("--text-column", default="text", help="column holding the comment text (default: text)")
+    p.add_argument("--prefix", default="", help="prefix for the added columns, e.g. pred_ (default: none)")
+    p.add_argument("--chunk-size", type=_positive, default=None,
+                   help="rows read and scored at a time; bounds memory (default: 50000)")
+    p.add_argument("--workers", type=_workers, default=1,
+                   help=f"worker processes: a number, or auto for every core (this machine: {os.cpu_count()}) "
+                   "(default: 1)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run into the same output, keeping the chunks it finished")
+    p.add_argument("--slow", action="store_true",
+                   help="predict with the plain scikit-learn pipeline instead of the equivalent fast path")
+    p.add_argument("--engine", choices=["local", "dask"], default="local",
+                   help="local: this machine, streaming; dask: a Dask cluster, partitioned output (default: local)")
+    p.add_argument("--scheduler", default=None,
+                   help="with --engine dask: scheduler address (tcp://host:8786); default: a local cluster")
+    p.add_argument("--partition-size", default="64MB",
+                   help="with --engine dask: input bytes per partition for CSV/JSONL (default: 64MB)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a progress bar (default: only when stderr is a terminal)")
+    p.set_defaults(run=_score)
+
+    p = sub.add_parser("serve", help="serve the model over HTTP (gunicorn)",
+                       description="Start the HTTP service: gunicorn with gevent workers (2 x CPUs + 1), the model "
+                       "loaded and verified once before the workers start. Refuses to start, with a one-line reason, "
+                       "on a missing or tampered model, a bad policy or an invalid setting. See README, Service.")
+    model_dir(p, "to serve")
+    policy(p)
+    p.add_argument("--bind", default=None, help="address to listen on (default: $MODCLF_BIND or 127.0.0.1:8000)")
+    p.add_argument("--host", default=None, help="interface to listen on (with --port; overrides --bind)")
+    p.add_argument("--port", type=int, default=None, help="TCP port (with --host; overrides --bind)")
+    p.add_argument("--workers", type=_workers, default=None,
+                   help="worker processes, or auto for 2 x CPUs + 1 (default: $MODCLF_WORKERS or auto)")
+    p.add_argument("--dev", action="store_true",
+                   help="Flask's development server (one process, auto-reload off) instead of gunicorn")
+    p.set_defaults(run=_serve)
+
+    p = sub.add_parser("feedback", help="the feedback store (moderators' decisions)",
+                       description="Work with the feedback store that /v1/feedback, Akismet submit-spam/ham and "
+                       "retraining use.")
+    fsub = p.add_subparsers(dest="feedback_command", metavar="ACTION", required=True)
+    e = fsub.add_parser("export", parents=[common], help="write every stored decision as CSV",
+                        description="Write every stored decision as CSV (id,text,label,source,created_at,updated_at; "
+                        "cells that a spreadsheet would run as a formula start with an apostrophe).")
+    e.add_argument("-o", "--output", default="-", help="output file, - for standard output (default: -)")
+    e.add_argument("--feedback-db", default=None,
+                   help="SQLAlchemy URL of the store (default: $MODCLF_FEEDBACK_DB or sqlite:///feedback.db)")
+    e.set_defaults(run=_feedback_export)
+    return parser
+
+
+# -- commands ---------------------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace, **flags: Any) -> Any:
+    from .settings import load_settings
+
+    return load_settings({k: v for k, v in flags.items() if v is not None})
+
+
+def _train(args: argparse.Namespace) -> int:
+    settings = _settings(args, model_dir=args.model_dir, data=args.data, feedback_db=args.feedback_db)
+    data = [str(p) for p in settings.data]
+    if args.with_feedback:
+        from .retrain import retrain_with_feedback
+
+        promoted = retrain_with_feedback(data, settings.model_dir, db_url=settings.feedback_db, seed=args.seed,
+                                         progress=not args.no_progress)
+        return 0 if promoted else EXIT_NOT_PROMOTED
+    from .training import train
+
+    train(data, settings.model_dir, seed=args.seed, folds=args.folds, progress=not args.no_progress)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    settings = _settings(args, model_dir=args.model_dir, data=args.data, policy=args.policy)
+    from .training import evaluate
+
+    missing = [f for f in args.files if not Path(f).is_file()]
+    if missing:
+        raise ConfigError(f"{missing[0]}: evaluation file not found")
+    for path in args.files:
+        evaluate(path, settings.model_dir, data_paths=[str(p) for p in settings.data] if args.data else None,
+                 record=not args.no_record, png_path=args.png, **_policy_kw(evaluate, settings.policy))
+    return 0
+
+
+def _policy_kw(func: Callable[..., Any], policy: Path) -> dict[str, Any]:
+    import inspect
+
+    return {"policy_path": policy} if "policy_path" in inspect.signature(func).parameters else {}
+
+
+def _score(args: argparse.Namespace) -> int:
+    settings = _settings(args, model_dir=args.model_dir, policy=args.policy)
+    workers = args.workers or (os.cpu_count() or 1)
+    if args.engine == "dask":
+        from .distributed import score_dask
+
+        summary = score_dask(args.input, args.output, model_dir=settings.model_dir, text_column=args.text_column,
+                             prefix=args.prefix, scheduler=args.scheduler, partition_size=args.partition_size,
+                             fast=not args.slow, policy=settings.policy)
+    else:
+        from .scoring import DEFAULT_CHUNK_SIZE, score_file
+
+        summary = score_file(args.input, args.output, model_dir=settings.model_dir, text_column=args.text_column,
+                             prefix=args.prefix, chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE, workers=workers,
+                             resume=args.resume, fast=not args.slow, progress=args.progress, policy=settings.policy)
+    print(summary.format(), file=sys.stderr)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    bind = args.bind
+    if args.host is not None or args.port is not None:
+        bind = f"{args.host or '127.0.0.1'}:{args.port if args.port is not None else 8000}"
+    settings = _settings(args, model_dir=args.model_dir, policy=args.policy, bind=bind, workers=args.workers)
+    _check_servable(settings)
+    if args.dev:
+        from .serving import create_app
+
+        app = create_app({"model_dir": settings.model_dir, "policy": settings.policy})
+        host, _, port = settings.bind.rpartition(":")
+        print(f"serving model {app.extensions['modclf'].model_version} on http://{settings.bind} "
+              "(development server; without --dev: gunicorn)", file=sys.stderr)
+        app.run(host=host or "127.0.0.1", port=int(port), threaded=True, use_reloader=False)
+        return 0
+    # gunicorn reads the settings itself (modclf.gunicorn_conf); flags reach it as the
+    # environment variables they override, so flags > environment holds there too.
+    env = dict(os.environ, MODCLF_MODEL_DIR=str(settings.model_dir), MODCLF_POLICY=str(settings.policy),
+               MODCLF_BIND=settings.bind, MODCLF_WORKERS=str(settings.workers))
+    if args.log_level:
+        env["MODCLF_LOG_LEVEL"] = args.log_level.lower()
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:modclf.gunicorn_conf", "modclf.serving:create_app()"]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)  # the server takes this process' place (and pid)
+    return 0  # pragma: no cover
+
+
+def _check_servable(settings: Any) -> None:
+    """Refuse to start on what create_app would refuse, with its one-line reason, before gunicorn
+    (whose own report of a failed preload is a traceback) is involved: the model's metadata and
+    sha256, and the policy."""
+    from .model import MODEL_FILE, read_meta, sha256_file
+    from .errors import ModelError
+    from .policy import load_policy
+
+    meta = read_meta(settings.model_dir)
+    path = Path(settings.model_dir) / meta.get("model_file", MODEL_FILE)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found (train one with `modclf train`)")
+    if sha256_file(path) != meta["model_sha256"]:
+        raise ModelError(f"{path}: sha256 does not match model.json; the model file was changed or corrupted")
+    load_policy(settings.policy)
+
+
+def _feedback_export(args: argparse.Namespace) -> int:
+    settings = _settings(args, feedback_db=args.feedback_db)
+    from .feedback import FeedbackStore, iter_csv
+
+    store = FeedbackStore(settings.feedback_db)
+    chunks = iter_csv(store.iter_decisions())
+    if args.output == "-":
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
+        return 0
+    from .model import atomic_write_bytes
+
+    atomic_write_bytes(Path(args.output), "".join(chunks).encode("utf-8"))
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+# -- entry point --------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``modclf`` with ``argv`` (default: the process' arguments); returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = args.log_level or ("INFO" if args.command == "serve" else "WARNING")
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(args))
+    except ModclfError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # python -m modclf.cli
+    sys.exit(main())

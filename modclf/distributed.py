@@ -12,6 +12,7 @@ worker process unpickles the model once (cached by checksum).
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
 import logging
 import os
@@ -25,40 +26,45 @@ from typing import Any
 import pandas as pd
 
 from .csvsafe import safe_frame
+from .errors import ModelError
 from .labels import LABELS
-from .model import DEFAULT_MODEL_DIR, MODEL_FILE, read_meta, sha256_file
+from .model import DEFAULT_MODEL_DIR, MODEL_FILE, read_meta
+from .moderator import LoadedModel, Moderator
+from .policy import Policy, default_policy_path, load_policy
 from .predict import RESULT_COLUMNS, score_frame
 from .scoring import FORMATS, ScoreSummary, ScoringError
 
 log = logging.getLogger(__name__)
 
-_PREDICTORS: dict[str, Any] = {}
+_MODERATORS: dict[str, Any] = {}
 
 
-def _predictor(model_bytes: bytes, sha: str, fast: bool) -> Any:
-    key = f"{sha}:{fast}"
-    if key not in _PREDICTORS:
+def _moderator(model_bytes: bytes, sha: str, version: str, policy: Policy, fast: bool) -> Moderator:
+    """The worker's Moderator for this model (cached per model and policy): built with the same
+    guarantees as every other loader (the bytes' sha256 checked again here, the fast path
+    self-checked against scikit-learn)."""
+    key = f"{sha}:{policy.sha256}:{fast}"
+    if key not in _MODERATORS:
+        import hashlib
+
         import joblib
 
         from .model import ModelArtifact
 
-        artifact = ModelArtifact(pipeline=joblib.load(io.BytesIO(model_bytes)), meta={"model_version": sha[:12]})
-        if fast:
-            from .fast import FastPredictor
-
-            _PREDICTORS[key] = FastPredictor.from_artifact(artifact)
-        else:
-            _PREDICTORS[key] = artifact
-    return _PREDICTORS[key]
+        if hashlib.sha256(model_bytes).hexdigest() != sha:
+            raise ModelError("model bytes received by the Dask worker do not match model.json's sha256")
+        artifact = ModelArtifact(pipeline=joblib.load(io.BytesIO(model_bytes)), meta={"model_version": version})
+        _MODERATORS[key] = Moderator(LoadedModel.from_artifact(artifact, Path("<dask>"), fast=fast), policy)
+    return _MODERATORS[key]
 
 
-def _score_partition(df: pd.DataFrame, model_bytes: bytes, sha: str, fast: bool, text_column: str,
-                     prefix: str) -> pd.DataFrame:
+def _score_partition(df: pd.DataFrame, model_bytes: bytes, sha: str, version: str, policy: Policy, fast: bool,
+                     text_column: str, prefix: str) -> pd.DataFrame:
     if text_column not in df.columns:  # JSON partitions may lack the key altogether
         df = df.assign(**{text_column: None})
-    out = score_frame(_predictor(model_bytes, sha, fast), df, text_column, prefix)
-    # a typed string column (not object) so Dask can infer the Parquet schema from its metadata
-    return out.astype({prefix + "label": "str", prefix + "error": "str"})
+    out = score_frame(_moderator(model_bytes, sha, version, policy, fast), df, text_column, prefix)
+    # typed string columns (not object) so Dask can infer the Parquet schema from its metadata
+    return out.astype({prefix + c: "str" for c in ("label", "action", "policy_version", "error")})
 
 
 def _input_format(path: str) -> str:
@@ -87,8 +93,14 @@ def score_dask(
     partition_size: str = "64MB",
     fast: bool = True,
     n_workers: int | None = None,
+    policy: str | Path | None = None,
 ) -> ScoreSummary:
-    """Score a (possibly multi-file) input on Dask into the partitioned dataset ``output_path``."""
+    """Score a (possibly multi-file) input on Dask into the partitioned dataset ``output_path``.
+
+    The model is read and verified here (the file named by model.json, its sha256), sent to the
+    workers once, verified again there and self-checked like every other load; ``policy`` (default:
+    ``$MODCLF_POLICY`` or the shipped one) decides the ``action`` column.
+    """
     import dask.dataframe as dd
     from dask.distributed import Client, LocalCluster
 
@@ -97,10 +109,15 @@ def score_dask(
 
     in_fmt, out_fmt = _input_format(input_path), _output_format(output_path)
     meta_json = read_meta(model_dir)
-    model_file = Path(model_dir) / MODEL_FILE
-    model_bytes = model_file.read_bytes()
-    if sha256_file(model_file) != meta_json["model_sha256"]:
-        raise ScoringError(f"{model_file}: sha256 does not match model.json")
+    model_file = Path(model_dir) / meta_json.get("model_file", MODEL_FILE)
+    try:
+        model_bytes = model_file.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{model_file}: cannot read the model file: {exc.strerror or exc}") from None
+    if hashlib.sha256(model_bytes).hexdigest() != meta_json["model_sha256"]:
+        raise ModelError(f"{model_file}: sha256 does not match model.json; the model file was changed or corrupted")
+    version = str(meta_json.get("model_version", meta_json["model_sha256"][:12]))
+    policy_obj = load_policy(policy or default_policy_path())
     sha = meta_json["model_sha256"]
     source = os.path.join(input_path, f"*{'.' + in_fmt if in_fmt != 'jsonl' else '.jsonl'}") if os.path.isdir(input_path) else input_path
 
@@ -130,8 +147,9 @@ def score_dask(
         # the output schema, from scoring two sample rows of the input's schema here on the client
         sample = ddf._meta_nonempty.copy()
         sample[text_column] = ["sample", "text"][: len(sample)]
-        meta = _score_partition(sample, model_bytes, sha, fast, text_column, prefix).iloc[:0]
-        scored = ddf.map_partitions(_score_partition, model_future, sha, fast, text_column, prefix, meta=meta)
+        meta = _score_partition(sample, model_bytes, sha, version, policy_obj, fast, text_column, prefix).iloc[:0]
+        scored = ddf.map_partitions(_score_partition, model_future, sha, version, policy_obj, fast, text_column, prefix,
+                                    meta=meta)
 
         out = Path(output_path.rstrip("/"))
         tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -167,8 +185,8 @@ def _part_name(i: int) -> str:
 
 
 def _summarize(out: Path, fmt: str, prefix: str) -> ScoreSummary:
-    """Counts read back from the written dataset (only the two columns needed)."""
-    cols = [prefix + "label", prefix + "error"]
+    """Counts read back from the written dataset (only the columns needed)."""
+    cols = [prefix + "label", prefix + "error", prefix + "action"]
     files = sorted(p for p in out.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
     summary = ScoreSummary()
     for f in files:
@@ -181,6 +199,7 @@ def _summarize(out: Path, fmt: str, prefix: str) -> ScoreSummary:
         err = df[cols[1]].fillna("")
         summary.add({"rows": len(df), "scored": int((err == "").sum()),
                      "errors": Counter(err[err != ""].tolist()),
-                     "labels": Counter(df[cols[0]][err == ""].tolist())})
+                     "labels": Counter(df[cols[0]][err == ""].tolist()),
+                     "actions": Counter(df[cols[2]].tolist())})
     assert set(summary.labels) <= set(LABELS)
     return summary

@@ -14,11 +14,9 @@ failing with "database is locked".
 Labels are those of :data:`modclf.labels.LABELS`, plus :data:`HAM` ("not spam", recorded by the
 Akismet-compatible ``submit-ham``, whose sender does not say which of the other labels applies).
 
-HTTP (blueprint :data:`bp`, registered by :func:`modclf.integrations.register_integrations`):
-
-- ``POST /v1/feedback`` ``{"id", "text", "label", "source"?}`` -> 201 created / 200 unchanged or updated;
-- ``GET /v1/feedback/export`` -> every stored decision as CSV (``id,text,label,source,created_at,updated_at``),
-  streamed in batches so the export of a large store needs no more memory than a small one.
+This module has no web code: the HTTP endpoints (``POST /v1/feedback``, ``GET /v1/feedback/export``)
+are in :mod:`modclf.serving.feedback_api`, ``modclf feedback export`` writes the same CSV
+(:func:`iter_csv`) from the command line, and retraining reads the store directly.
 """
 
 from __future__ import annotations
@@ -31,9 +29,8 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping
+from typing import Any, Iterator, Literal
 
-from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, event, func,
                         insert, select, update)
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -42,13 +39,9 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, Prog
 from .errors import FeedbackError
 from .csvsafe import safe_cell
 from .labels import LABELS
-from .serving.errors import APIError
-from .serving.validation import check_id, check_query, check_text, read_json_object, without_surrogates
 
 log = logging.getLogger(__name__)
 
-#: Environment variable (and ``create_app`` config key ``feedback_db``) naming the store.
-FEEDBACK_DB_ENV = "MODCLF_FEEDBACK_DB"
 DEFAULT_FEEDBACK_DB = "sqlite:///feedback.db"
 #: "Not spam": the label recorded by Akismet's submit-ham.
 HAM = "ham"
@@ -97,12 +90,14 @@ class Decision:
     updated_at: _dt.datetime
 
 
-def resolve_db_url(explicit: str | None = None, extra: Mapping[str, Any] | None = None) -> str:
-    """The store URL: ``explicit``, else config ``feedback_db``, else ``$MODCLF_FEEDBACK_DB``, else the default."""
-    for candidate in (explicit, (extra or {}).get("feedback_db"), os.environ.get(FEEDBACK_DB_ENV)):
-        if candidate is not None and str(candidate).strip():
-            return str(candidate).strip()
-    return DEFAULT_FEEDBACK_DB
+def resolve_db_url(explicit: str | None = None) -> str:
+    """The store URL: ``explicit``, else the ``feedback_db`` setting (``$MODCLF_FEEDBACK_DB``, the
+    settings file), else the default."""
+    if explicit is not None and str(explicit).strip():
+        return str(explicit).strip()
+    from .settings import load_settings
+
+    return load_settings().feedback_db
 
 
 def _now() -> _dt.datetime:
@@ -302,87 +297,17 @@ def _short(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-# -- HTTP ---------------------------------------------------------------------------------------------
-
-bp = Blueprint("modclf_feedback", __name__)
-
-
-def get_store() -> FeedbackStore:
-    return current_app.extensions["modclf_feedback"]
-
-
-def record_or_503(store: FeedbackStore, id: str, text: str, label: str, source: str) -> Outcome:
-    """Record, turning a database failure into 503 (the client should retry; nothing was acknowledged)."""
-    try:
-        return store.record(id, text, label, source)
-    except FeedbackError as exc:
-        log.error("feedback not stored (id %r): %s", id, exc)
-        raise APIError(503, "feedback_unavailable", "the feedback store is unavailable; the decision was "
-                       "not stored, retry later", {"Retry-After": "5"}) from None
-
-
-@bp.post("/v1/feedback")
-def post_feedback() -> Any:
-    """Record a moderator's decision; answered only after it is committed."""
-    check_query(())
-    body = read_json_object({"id", "text", "label", "source"}, {"id", "text", "label"})
-    comment_id = check_id(body["id"], "id")
-    if not comment_id.strip():
-        raise APIError(400, "invalid_id", "id is empty")
-    text = check_text(body["text"], "text")
-    label = body["label"]
-    if not isinstance(label, str) or label not in LABELS:
-        raise APIError(400, "invalid_label", f"label must be one of {', '.join(LABELS)}")
-    source = body.get("source", "api")
-    if not isinstance(source, str) or not source.strip() or len(source) > MAX_SOURCE_CHARS:
-        raise APIError(400, "invalid_source", f"source must be a non-empty string of at most {MAX_SOURCE_CHARS} characters")
-    outcome = record_or_503(get_store(), comment_id, text, label, without_surrogates(source))
-    response = jsonify({"id": comment_id, "label": label, "status": outcome})
-    response.status_code = 201 if outcome == "created" else 200
-    return response
-
-
-@bp.get("/v1/feedback/export")
-def export_feedback() -> Any:
-    """Stream every decision as CSV (spreadsheet-safe cells, see modclf.csvsafe). A failure after
-    the first byte aborts the connection, so a client never mistakes a truncated export for a
-    complete one (the chunked body has no end)."""
-    check_query(())
-    store = get_store()
-    rows = store.iter_decisions()
-    try:
-        first = next(rows, None)  # fail as a clean 503 while no byte has been sent
-    except FeedbackError as exc:
-        log.error("feedback export failed: %s", exc)
-        raise APIError(503, "feedback_unavailable", "the feedback store is unavailable, retry later",
-                       {"Retry-After": "5"}) from None
-
-    def generate() -> Iterator[str]:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\r\n")
-        writer.writerow(EXPORT_COLUMNS)
-        pending = [first] if first is not None else []
-        count = 0
-        try:
-            for decision in _chain(pending, rows):
-                writer.writerow([safe_cell(decision.id), safe_cell(decision.text), decision.label, safe_cell(decision.source),
-                                 decision.created_at.isoformat(), decision.updated_at.isoformat()])
-                count += 1
-                if buf.tell() >= 64 * 1024:
-                    yield buf.getvalue()
-                    buf.seek(0)
-                    buf.truncate()
-        except FeedbackError as exc:
-            log.error("feedback export aborted after %d rows: %s", count, exc)
-            raise
-        yield buf.getvalue()
-        log.info("feedback export: %d decisions", count)
-
-    return Response(generate(), status=200, content_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": 'attachment; filename="feedback.csv"',
-                             "Cache-Control": "no-store"})
-
-
-def _chain(head: list[Decision], tail: Iterator[Decision]) -> Iterator[Decision]:
-    yield from head
-    yield from tail
+def iter_csv(decisions: Iterator[Decision], chunk_bytes: int = 64 * 1024) -> Iterator[str]:
+    """The export format: a header and one spreadsheet-safe row per decision (modclf.csvsafe),
+    yielded in chunks of about ``chunk_bytes``; used by the HTTP export and ``modclf feedback export``."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for decision in decisions:
+        writer.writerow([safe_cell(decision.id), safe_cell(decision.text), decision.label, safe_cell(decision.source),
+                         decision.created_at.isoformat(), decision.updated_at.isoformat()])
+        if buf.tell() >= chunk_bytes:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()

@@ -24,12 +24,12 @@ from sklearn.pipeline import Pipeline
 from .errors import ModelError
 from .features import TextNormalizer, build_features
 from .labels import LABELS
+from .settings import DEFAULT_MODEL_DIR
 
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.joblib"
 META_FILE = "model.json"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
 
 
 #: Label frequencies expected in live comment sections. The corpus over-represents the rare labels

@@ -1,6 +1,6 @@
 """The moderation policy: turns a prediction into approve / review / reject.
 
-The policy is data, not code: it lives in ``policy.yaml`` at the top of the repository (the file
+The policy is data, not code: it lives in ``modclf/policy.yaml`` (shipped with the package; the file
 documents the rules in its header), so moderators can tune thresholds without retraining or
 redeploying. This module parses and validates that file strictly, because a typo in a policy
 (``rejct``, a threshold of ``8`` instead of ``0.8``) silently publishing spam is worse than a
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 ACTIONS: tuple[str, ...] = ("approve", "review", "reject")
 _SEVERITY = {action: i for i, action in enumerate(ACTIONS)}
 
-DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policy.yaml"
+#: The policy shipped inside the package (package data): the default when no other is configured.
+DEFAULT_POLICY_PATH = Path(__file__).resolve().parent / "policy.yaml"
 POLICY_ENV = "MODCLF_POLICY"
 
 _TOP_KEYS = {"version", "min_confidence", "below_min_confidence", "default", "labels", "escalate", "floors"}
@@ -199,7 +200,7 @@ def parse_policy(obj: object, source: str | None = None, sha256: str | None = No
 
 
 def default_policy_path() -> Path:
-    """``$MODCLF_POLICY`` when set, else policy.yaml at the top of the repository."""
+    """``$MODCLF_POLICY`` when set, else the policy shipped with the package."""
     return Path(os.environ.get(POLICY_ENV) or DEFAULT_POLICY_PATH)
 
 

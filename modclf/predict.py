@@ -1,25 +1,25 @@
-"""Prediction on frames of comments: the one place that turns texts into labels + probabilities.
+"""Scoring frames of comments: the one place that turns a column of texts into result columns.
 
-Used by the batch scorer and the service. Rows without usable text are never dropped: they get an
-empty label and an ``error`` reason instead.
+Used by batch scoring (``modclf score``, score.py) and the Dask engine. Rows without usable text
+are never dropped: they get an empty label, the action ``review`` (a comment nobody could read is
+not published unseen) and an ``error`` reason instead.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .labels import LABELS, PROBA_COLUMNS
 
-RESULT_COLUMNS: tuple[str, ...] = ("label", "confidence", *PROBA_COLUMNS, "error")
+if TYPE_CHECKING:
+    from .moderator import Moderator
 
-
-class Predictor(Protocol):
-    """Anything that maps texts to probabilities in LABELS order (the sklearn or the fast path)."""
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+RESULT_COLUMNS: tuple[str, ...] = ("label", "confidence", *PROBA_COLUMNS, "action", "truncated", "policy_version", "error")
+#: The action for a row that could not be classified.
+UNREADABLE_ACTION = "review"
 
 
 def text_problem(value: object) -> str | None:
@@ -33,27 +33,35 @@ def text_problem(value: object) -> str | None:
     return None
 
 
-def score_texts(predictor: Predictor, values: Sequence[object]) -> pd.DataFrame:
+def score_texts(moderator: "Moderator", values: Sequence[object]) -> pd.DataFrame:
     """Score raw values; returns one result row per input value, in order."""
     n = len(values)
     errors = [text_problem(v) for v in values]
     ok = np.fromiter((e is None for e in errors), dtype=bool, count=n)
     proba = np.full((n, len(LABELS)), np.nan)
+    truncated = np.zeros(n, dtype=bool)
+    actions = np.full(n, UNREADABLE_ACTION, dtype=object)
     if ok.any():
-        proba[ok] = predictor.predict_proba([v for v, good in zip(values, ok) if good])
+        good, cut = moderator.predict_proba([v for v, g in zip(values, ok) if g])  # type: ignore[misc]
+        proba[ok] = good
+        truncated[ok] = cut
+        actions[ok] = [v.action for v in moderator.decide(good, cut)]
     label = np.full(n, "", dtype=object)
     best = np.nanargmax(np.where(ok[:, None], proba, 0.0), axis=1)
     label[ok] = np.asarray(LABELS, dtype=object)[best[ok]]
     out = pd.DataFrame({"label": label, "confidence": np.where(ok, np.nanmax(np.where(ok[:, None], proba, 0.0), axis=1), np.nan)})
     for i, col in enumerate(PROBA_COLUMNS):
         out[col] = proba[:, i]
+    out["action"] = pd.Series(actions, dtype=object)
+    out["truncated"] = truncated
+    out["policy_version"] = moderator.policy_version
     out["error"] = pd.Series([e or "" for e in errors], dtype=object)
     return out
 
 
-def score_frame(predictor: Predictor, df: pd.DataFrame, text_column: str = "text", prefix: str = "") -> pd.DataFrame:
+def score_frame(moderator: "Moderator", df: pd.DataFrame, text_column: str = "text", prefix: str = "") -> pd.DataFrame:
     """Return ``df`` with the result columns (optionally prefixed) appended; index and order kept."""
-    result = score_texts(predictor, df[text_column].tolist())
+    result = score_texts(moderator, df[text_column].tolist())
     result.index = df.index
     result.columns = [prefix + c for c in result.columns]
     return pd.concat([df, result], axis=1)

@@ -23,7 +23,7 @@ from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -34,8 +34,11 @@ from tqdm.auto import tqdm
 from .errors import ScoringError
 from .csvsafe import safe_cell, safe_frame
 from .labels import LABELS
+
+if TYPE_CHECKING:
+    from .moderator import Moderator
 from .model import DEFAULT_MODEL_DIR, sha256_file
-from .predict import RESULT_COLUMNS, Predictor, score_frame
+from .predict import RESULT_COLUMNS, score_frame
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +206,7 @@ class ScoreSummary:
     scored: int = 0
     errors: Counter = field(default_factory=Counter)
     labels: Counter = field(default_factory=Counter)
+    actions: Counter = field(default_factory=Counter)
     chunks_resumed: int = 0
     seconds: float = 0.0
 
@@ -211,6 +215,7 @@ class ScoreSummary:
         self.scored += other["scored"]
         self.errors.update(other["errors"])
         self.labels.update(other["labels"])
+        self.actions.update(other.get("actions", {}))
 
     def format(self) -> str:
         rate = self.rows / self.seconds if self.seconds else 0.0
@@ -218,6 +223,7 @@ class ScoreSummary:
         if self.chunks_resumed:
             lines.append(f"resumed: {self.chunks_resumed} chunk(s) kept from the interrupted run")
         lines.append("labels: " + ", ".join(f"{label} {self.labels.get(label, 0)}" for label in LABELS))
+        lines.append("actions: " + ", ".join(f"{a} {self.actions.get(a, 0)}" for a in ("approve", "review", "reject")))
         if self.errors:
             lines.append(
                 f"rows not scored (kept in the output with an empty label and an 'error'): {sum(self.errors.values())}: "
@@ -226,31 +232,28 @@ class ScoreSummary:
         return "\n".join(lines)
 
 
-_WORKER_PREDICTOR: Predictor | None = None
+_WORKER_MODERATOR: "Moderator | None" = None
 
 
-def load_predictor(model_dir: str | Path, fast: bool = True) -> Predictor:
-    """The fast path when possible (identical results, checked by tests), else the sklearn pipeline."""
-    from .model import load_artifact
+def load_moderator(model_dir: str | Path, policy: str | Path | None = None, fast: bool = True) -> "Moderator":
+    """The one loader (sha256 check, fast path self-checked against scikit-learn) plus the policy;
+    ``fast=False`` predicts with the plain scikit-learn pipeline (identical numbers, slower)."""
+    from .moderator import LoadedModel, Moderator
+    from .policy import default_policy_path, load_policy
 
-    artifact = load_artifact(model_dir)
-    if fast:
-        from .fast import FastPredictor
-
-        return FastPredictor.from_artifact(artifact)
-    return artifact
+    return Moderator(LoadedModel.load(model_dir, fast=fast), load_policy(policy or default_policy_path()))
 
 
-def _init_worker(model_dir: str, fast: bool) -> None:
-    global _WORKER_PREDICTOR
-    _WORKER_PREDICTOR = load_predictor(model_dir, fast)
+def _init_worker(model_dir: str, policy: str | None, fast: bool) -> None:
+    global _WORKER_MODERATOR
+    _WORKER_MODERATOR = load_moderator(model_dir, policy, fast)
 
 
 def _score_chunk(df: pd.DataFrame, part: Path, fmt: str, text_column: str, prefix: str,
-                 predictor: Predictor | None = None) -> dict[str, Any]:
-    predictor = predictor or _WORKER_PREDICTOR
-    assert predictor is not None
-    out = score_frame(predictor, df, text_column, prefix)
+                 moderator: "Moderator | None" = None) -> dict[str, Any]:
+    moderator = moderator or _WORKER_MODERATOR
+    assert moderator is not None
+    out = score_frame(moderator, df, text_column, prefix)
     _write_part(out, part, fmt)
     err = out[prefix + "error"]
     return {
@@ -258,6 +261,7 @@ def _score_chunk(df: pd.DataFrame, part: Path, fmt: str, text_column: str, prefi
         "scored": int((err == "").sum()),
         "errors": Counter(err[err != ""].tolist()),
         "labels": Counter(out[prefix + "label"][err == ""].tolist()),
+        "actions": Counter(out[prefix + "action"].tolist()),
     }
 
 
@@ -289,8 +293,13 @@ def score_file(
     input_format: str | None = None,
     output_format: str | None = None,
     progress: bool | None = None,
+    policy: str | Path | None = None,
 ) -> ScoreSummary:
-    """Score ``input_path`` into ``output_path``; see the module docstring for the guarantees."""
+    """Score ``input_path`` into ``output_path``; see the module docstring for the guarantees.
+
+    ``policy`` is the moderation policy file that decides the ``action`` column (default:
+    ``$MODCLF_POLICY`` or the shipped policy).
+    """
     input_path, output_path = Path(input_path), Path(output_path)
     in_fmt, out_fmt = detect_format(input_path, input_format), detect_format(output_path, output_format)
     if chunk_size < 1 or workers < 1:
@@ -300,8 +309,10 @@ def score_file(
     if not input_path.is_file():
         raise ScoringError(f"{input_path}: input file not found")
     from .model import read_meta
+    from .policy import default_policy_path, load_policy
 
     model_sha = read_meta(model_dir)["model_sha256"]
+    policy_sha = load_policy(policy or default_policy_path()).sha256
     parts_dir = output_path.with_name(output_path.name + ".parts")
     manifest = {
         "input": str(input_path.resolve()),
@@ -313,6 +324,7 @@ def score_file(
         "text_column": text_column,
         "prefix": prefix,
         "model_sha256": model_sha,
+        "policy_sha256": policy_sha,
     }
     summary = ScoreSummary()
     if parts_dir.exists():
@@ -330,8 +342,9 @@ def score_file(
     start = time.perf_counter()
     columns: list[str] | None = None
     parts: list[Path] = []
-    pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(str(model_dir), fast)) if workers > 1 else None
-    predictor = None if pool else load_predictor(model_dir, fast)
+    moderator = load_moderator(model_dir, policy, fast)  # fails here, before any worker starts
+    pool = ProcessPoolExecutor(workers, initializer=_init_worker,
+                               initargs=(str(model_dir), str(policy) if policy else None, fast)) if workers > 1 else None
     pending: dict[Future, int] = {}
 
     def collect(block: bool) -> None:
@@ -363,7 +376,7 @@ def score_file(
                 bar.update(len(chunk))
                 continue
             if pool is None:
-                stats = _score_chunk(chunk, part, out_fmt, text_column, prefix, predictor)
+                stats = _score_chunk(chunk, part, out_fmt, text_column, prefix, moderator)
                 _record_part_stats(parts_dir, idx, stats)
                 summary.add(stats)
                 bar.update(stats["rows"])
@@ -438,4 +451,5 @@ def _read_part_stats(parts_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def _decode_stats(obj: dict[str, Any]) -> dict[str, Any]:
-    return {"rows": obj["rows"], "scored": obj["scored"], "errors": Counter(obj["errors"]), "labels": Counter(obj["labels"])}
+    return {"rows": obj["rows"], "scored": obj["scored"], "errors": Counter(obj["errors"]), "labels": Counter(obj["labels"]),
+            "actions": Counter(obj.get("actions", {}))}

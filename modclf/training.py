@@ -19,6 +19,7 @@ from . import __version__
 from .data import DataError, read_labeled, read_many
 from .evaluation import compare_line, compute_metrics, format_report, save_confusion_png
 from .labels import LABELS
+from .settings import DEFAULT_DATA
 from .model import (
     DEPLOYMENT_PRIOR,
     META_FILE,
@@ -33,7 +34,6 @@ from .model import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent / "data" / "comments.csv"
 CONFUSION_PNG = "confusion_matrix.png"
 
 
@@ -158,19 +158,47 @@ def evaluate(
     record: bool = True,
     report: Callable[[str], None] = print,
     png_path: str | Path | None = None,
+    policy_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate the saved model on a labeled CSV, beside the naive baseline trained on the same corpus.
+
+    Besides the labels it measures the moderation decisions the policy (``policy_path``, default
+    :func:`modclf.policy.default_policy_path`) makes from the predictions, per ``source`` when the
+    file has that column, and the calibration of the probabilities. A comment longer than
+    :data:`modclf.evaluation.WINDOW_CHARS` is classified on its bounded window and decided as
+    ``truncated``, as the service does. With ``png_path`` the confusion matrix is saved there and the
+    reliability diagram beside it (``<stem>_reliability.png``).
 
     With ``record`` the result is stored under ``evaluations`` in ``model.json`` (keyed by file name),
     which does not change the model file or its checksum.
     """
+    from .evaluation import (
+        WINDOW_CHARS,
+        calibration_metrics,
+        compare_decisions_line,
+        decision_metrics,
+        format_decisions,
+        proba_in_label_order,
+        save_reliability_png,
+    )
+    from .policy import default_policy_path, load_policy
+    from .window import bounded_window
+
     eval_path = Path(eval_path)
     artifact: ModelArtifact = load_artifact(model_dir)
+    policy = load_policy(policy_path if policy_path is not None else default_policy_path())
     df = read_labeled(eval_path)
-    proba = artifact.predict_proba(df["text"].tolist())
+    y_true = df["label"].tolist()
+    windows = [bounded_window(text, WINDOW_CHARS) for text in df["text"].tolist()]
+    texts = [w.text for w in windows]
+    truncated = [w.truncated for w in windows]
+    sources = df["source"].tolist() if "source" in df.columns else None
+    proba = artifact.predict_proba(texts)
     pred = np.asarray(LABELS)[proba.argmax(axis=1)]
-    result = compute_metrics(df["label"].tolist(), pred)
+    result = compute_metrics(y_true, pred)
     report(format_report(result, f"model {artifact.version} on {eval_path}"))
+    decisions = {"model": decision_metrics(y_true, proba, policy, truncated, sources)}
+    calibration = {"model": calibration_metrics(y_true, proba)}
 
     out: dict[str, Any] = {"file": str(eval_path), "sha256": sha256_file(eval_path), "model": result}
     corpus = [Path(p) for p in (data_paths or artifact.meta.get("training_data", {}).get("files", {}) or [DEFAULT_DATA])]
@@ -178,13 +206,34 @@ def evaluate(
     if corpus:
         train_df = read_many(corpus)
         baseline = build_baseline(artifact.meta.get("seed", 0)).fit(train_df["text"].tolist(), train_df["label"].tolist())
-        base = compute_metrics(df["label"].tolist(), baseline.predict(df["text"].tolist()))
+        base = compute_metrics(y_true, baseline.predict(texts))
         out["baseline"] = base
         report(compare_line("model", result, "baseline", base))
+        base_proba = proba_in_label_order(baseline.predict_proba(texts), baseline.classes_)
+        decisions["baseline"] = decision_metrics(y_true, base_proba, policy, truncated, sources)
+        calibration["baseline"] = calibration_metrics(y_true, base_proba)
     else:
         report("baseline skipped: training corpus not found")
+    policy_name = Path(policy.source).name if policy.source else "policy"
+    report("")
+    report(format_decisions(decisions["model"], f"decisions of model {artifact.version} under {policy_name} "
+                            f"on {eval_path.name}", calibration["model"]))
+    if "baseline" in decisions:
+        report("")
+        report(format_decisions(decisions["baseline"], f"decisions of the naive baseline under {policy_name} "
+                                f"on {eval_path.name}", calibration["baseline"]))
+        report("")
+        report(compare_decisions_line("model", decisions["model"], "baseline", decisions["baseline"],
+                                      calibration["model"], calibration["baseline"]))
+    out["policy"] = {"file": policy_name, "sha256": policy.sha256}
+    out["decisions"] = decisions
+    out["calibration"] = calibration
     if png_path:
         save_confusion_png(result, png_path, f"{artifact.version} on {eval_path.name}")
+        png = Path(png_path)
+        reliability = save_reliability_png(calibration["model"], png.with_name(f"{png.stem}_reliability.png"),
+                                           f"{artifact.version} on {eval_path.name}", calibration.get("baseline"))
+        report(f"saved {png} and {reliability}")
     if record:
         meta = dict(artifact.meta)
         meta.setdefault("evaluations", {})[eval_path.name] = {

@@ -58,15 +58,15 @@ class Server:
 
 
 def start_server(kind: str, log: Path, env: dict[str, str], timeout: float = 90.0) -> Server:
-    """Start ``gunicorn`` (gunicorn.conf.py, 2 workers) or ``serve.py`` on a free loopback port."""
+    """Start ``gunicorn`` (modclf.gunicorn_conf, 2 workers) or ``serve.py`` on a free loopback port."""
     port = free_port()
     env = server_env(**env)
     if kind == "gunicorn":
         env.update(MODCLF_BIND=f"127.0.0.1:{port}", MODCLF_WORKERS=env.get("MODCLF_WORKERS", "2"),
                    MODCLF_LOG_LEVEL="warning")
-        cmd = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "modclf.serving:create_app()"]
+        cmd = [sys.executable, "-m", "gunicorn", "-c", "python:modclf.gunicorn_conf", "modclf.serving:create_app()"]
     else:
-        cmd = [sys.executable, "serve.py", "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"]
+        cmd = [sys.executable, "serve.py", "--dev", "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"]
     with open(log, "w") as err:  # a file, not a pipe nobody reads: a full pipe would block the server
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
                                 start_new_session=True)  # its own process group, for kill9()

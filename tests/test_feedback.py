@@ -80,8 +80,7 @@ def test_url_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_db_url() == DEFAULT_FEEDBACK_DB
     monkeypatch.setenv("MODCLF_FEEDBACK_DB", "sqlite:///env.db")
     assert resolve_db_url() == "sqlite:///env.db"
-    assert resolve_db_url(extra={"feedback_db": "sqlite:///cfg.db"}) == "sqlite:///cfg.db"
-    assert resolve_db_url("sqlite:///arg.db", extra={"feedback_db": "sqlite:///cfg.db"}) == "sqlite:///arg.db"
+    assert resolve_db_url("sqlite:///arg.db") == "sqlite:///arg.db"
 
 
 def _writer(url: str, worker: int, n: int) -> None:

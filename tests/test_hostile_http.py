@@ -1,4 +1,4 @@
-"""Hostile HTTP against the real production server: gunicorn with gunicorn.conf.py (the `make serve`
+"""Hostile HTTP against the real production server: gunicorn with modclf.gunicorn_conf (the `make serve`
 configuration: gevent workers, 2 x CPUs + 1 of them), every secret set.
 
 HTTP framing over raw sockets (malformed chunked bodies, truncated bodies, duplicate and absurd

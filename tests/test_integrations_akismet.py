@@ -292,7 +292,7 @@ def test_key_as_subdomain(fuzz_app) -> None:
     assert answer(r) == "invalid"  # a key in the body is the one that counts
     r = client.post(f"{V11}/verify-key", data={"blog": BLOG}, base_url=f"http://{KEY}.localhost")
     assert answer(r) == "invalid"  # verify-key reads its key from the body only
-    with mock.patch("modclf.integrations.akismet.record_or_503", return_value="created") as record:
+    with mock.patch("modclf.serving.integrations.akismet.record_or_503", return_value="created") as record:
         r = client.post(f"{V11}/submit-spam", data={**fields, "comment_content": LINK_DROP}, base_url=f"http://{KEY}.localhost")
     assert answer(r) == SUBMISSION and record.call_count == 1
 

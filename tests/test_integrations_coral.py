@@ -10,7 +10,7 @@ from unittest import mock
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from modclf.integrations.coral import coral_response, parse_signatures, verify_signature
+from modclf.serving.integrations.coral import coral_response, parse_signatures, verify_signature
 from modclf.policy import DEFAULT_POLICY_PATH, load_policy
 from modclf.serving import create_app
 

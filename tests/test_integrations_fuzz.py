@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
-from modclf.integrations.openapi import paths
+from modclf.serving.integrations.openapi import paths
 from modclf.policy import DEFAULT_POLICY_PATH
 from modclf.serving import create_app
 

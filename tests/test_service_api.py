@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import sys
-import types
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -20,7 +19,8 @@ from modclf.labels import LABELS
 from modclf.model import ModelError
 from modclf.policy import DEFAULT_POLICY_PATH, PolicyError, load_policy
 from modclf.serving import create_app
-from modclf.serving.config import ConfigError, load_config
+from modclf.errors import ConfigError
+from modclf.settings import Settings, load_settings
 
 SPAM = "Earn $500 a day from home!!! Click www.easy-cash-now.com and sign up today, limited offer"
 QUESTION = "Does anyone know which town this was filmed in? The article does not say."
@@ -64,7 +64,9 @@ def test_classify_returns_prediction_action_and_version(client, app, artifact) -
     r = client.post("/v1/classify", json={"text": SPAM, "id": "c-1"})
     assert r.status_code == 200
     body = r.get_json()
-    assert list(body) == ["id", "label", "confidence", "probabilities", "action", "model_version"]
+    assert list(body) == ["id", "label", "confidence", "probabilities", "action", "truncated", "model_version",
+                          "policy_version"]
+    assert body["policy_version"] == app.extensions["modclf"].policy.sha256[:12]
     assert body["id"] == "c-1"
     assert list(body["probabilities"]) == list(LABELS)
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
@@ -191,18 +193,17 @@ def test_openapi_document_is_served_with_configured_limits(client) -> None:
     assert doc["openapi"].startswith("3.")
     assert {"/v1/classify", "/v1/classify/batch", "/v1/model", "/v1/admin/reload", "/healthz", "/readyz",
             "/metrics", "/openapi.json"} <= set(doc["paths"])
-    assert doc["components"]["schemas"]["CommentText"]["maxLength"] == 2000
+    assert "maxLength" not in doc["components"]["schemas"]["CommentText"]  # longer texts: a window, not a 400
+    assert {"/v1/feedback", "/v1/feedback/export"} <= set(doc["paths"])  # every /v1/ path, one document
     assert doc["components"]["schemas"]["BatchRequest"]["properties"]["comments"]["maxItems"] == 8
     assert "security" not in doc["paths"]["/v1/classify"]["post"]  # keys off in this app
 
 
 def test_repository_openapi_file_is_valid_json_with_defaults() -> None:
     from modclf.serving import OPENAPI_PATH
-    from modclf.serving.config import ServiceConfig
-
     doc = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
     assert "maxLength" not in doc["components"]["schemas"]["CommentText"]  # longer texts get a window
-    assert doc["components"]["schemas"]["BatchRequest"]["properties"]["comments"]["maxItems"] == ServiceConfig.max_batch
+    assert doc["components"]["schemas"]["BatchRequest"]["properties"]["comments"]["maxItems"] == Settings.max_batch
 
 
 def _samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -458,50 +459,46 @@ def test_create_app_refuses_a_bad_policy(model_dir: Path, tmp_path: Path) -> Non
         make_app(model_dir, policy=str(bad))
 
 
-def test_config_from_environment_and_overrides() -> None:
-    env = {"MODCLF_MAX_BATCH": "12", "MODCLF_API_KEYS": "abcdefghijklmnop,qrstuvwxyz0123456", "MODCLF_FEEDBACK_DB": "sqlite://"}
-    cfg = load_config({"max_text_chars": 99}, environ=env)
-    assert cfg.max_batch == 12 and cfg.max_text_chars == 99
+def test_settings_from_environment_file_and_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    env = {"MODCLF_MAX_BATCH": "12", "MODCLF_API_KEYS": "abcdefghijklmnop,qrstuvwxyz0123456", "MODCLF_FEEDBACK_DB": "sqlite://",
+           "CORAL_SIGNING_SECRET": "coral-secret-0123456789", "MODCLF_MAX_BACH": "3"}
+    settings_file = tmp_path / "modclf.toml"
+    settings_file.write_text('max_batch = 99\nexplain_top = 7\nmodel_dir = "/srv/model"\n')
+    monkeypatch.chdir(tmp_path)  # ./modclf.toml is read when present
+    with caplog.at_level("WARNING"):
+        cfg = load_settings({"max_text_chars": 999}, environ=env)
+    assert cfg.max_batch == 12 and cfg.max_text_chars == 999  # env > file, flags > everything
+    assert cfg.explain_top == 7 and str(cfg.model_dir) == "/srv/model"  # from the file
     assert cfg.api_keys == ("abcdefghijklmnop", "qrstuvwxyz0123456") and cfg.admin_keys == cfg.api_keys
-    assert cfg.extra == {"feedback_db": "sqlite://"}
-    assert "abcdefghijklmnop" not in repr(cfg)
-    assert load_config({"max_batch": 3}, environ=env).max_batch == 3  # the dict wins over the env
+    assert cfg.feedback_db == "sqlite://" and cfg.coral_signing_secret == ("coral-secret-0123456789",)
+    assert "abcdefghijklmnop" not in repr(cfg) and "coral-secret" not in repr(cfg)
+    assert load_settings({"max_batch": 3}, environ=env).max_batch == 3  # the dict wins over the env
+    assert "MODCLF_MAX_BACH (did you mean MODCLF_MAX_BATCH?)" in caplog.text  # reported, not ignored
 
 
 @pytest.mark.parametrize("env,match", [({"MODCLF_MAX_BATCH": "lots"}, "MODCLF_MAX_BATCH"),
                                        ({"MODCLF_MAX_TEXT_CHARS": "0"}, "between"),
                                        ({"MODCLF_MAX_BODY_BYTES": "true"}, "integer"),
-                                       ({"MODCLF_API_KEYS": "short"}, "16 characters")])
-def test_bad_config_is_refused_with_one_line(env, match) -> None:
+                                       ({"MODCLF_API_KEYS": "short"}, "16 characters"),
+                                       ({"MODCLF_WORKER_CLASS": "eventlet"}, "gevent, sync"),
+                                       ({"MODCLF_SETTINGS_FILE": "/nonexistent.toml"}, "not found")])
+def test_bad_settings_are_refused_with_one_line(env, match) -> None:
     with pytest.raises(ConfigError, match=match) as exc:
-        load_config(environ=env)
+        load_settings(environ=env)
     assert "\n" not in str(exc.value)
 
 
-def test_register_integrations_is_called_when_the_module_exists(model_dir: Path, monkeypatch) -> None:
-    seen = []
-    fake = types.ModuleType("modclf.integrations")
+def test_unknown_override_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="did you mean max_batch"):
+        load_settings({"max_btach": 3}, environ={})
 
-    def register_integrations(app) -> None:
-        seen.append(app)
-
-        @app.get("/v1/integrations/ping")
-        def ping():
-            return {"pong": app.extensions["modclf"].model_version}
-
-    fake.register_integrations = register_integrations  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "modclf.integrations", fake)
-    app = make_app(model_dir)
-    assert seen == [app]
-    assert app.test_client().get("/v1/integrations/ping").get_json()["pong"] == app.extensions["modclf"].model_version
-    # integrations' errors get the same JSON shape
-    assert_error(app.test_client().post("/v1/integrations/ping"), 405, "method_not_allowed")
 
 
 def test_state_interface_for_other_blueprints(app) -> None:
     state = app.extensions["modclf"]
     out = state.classify([SPAM, QUESTION])
-    assert [set(r) for r in out] == [{"label", "confidence", "probabilities", "action", "model_version"}] * 2
+    assert [set(r) for r in out] == [{"label", "confidence", "probabilities", "action", "truncated", "model_version",
+                                      "policy_version"}] * 2
     assert state.classify([]) == []
     assert state.policy.decide(out[0]["probabilities"]) == out[0]["action"]
     with pytest.raises(TypeError):

@@ -1,4 +1,4 @@
-"""End to end: the real gunicorn server (gunicorn.conf.py) and serve.py, over HTTP on loopback."""
+"""End to end: the real gunicorn server (modclf.gunicorn_conf) and serve.py, over HTTP on loopback."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def gunicorn(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
                      MODCLF_POLICY=str(DEFAULT_POLICY_PATH), MODCLF_WORKERS="2", MODCLF_LOG_LEVEL="warning")
     log = live.parent / "gunicorn.log"
     with open(log, "w") as err:  # a file, not a pipe nobody reads: a full pipe would block the server
-        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "modclf.serving:create_app()"],
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:modclf.gunicorn_conf", "modclf.serving:create_app()"],
                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -231,7 +231,7 @@ def test_hup_with_a_broken_model_keeps_serving_the_old_one(gunicorn: Gunicorn) -
 
 
 @pytest.mark.parametrize("cmd", [
-    [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "modclf.serving:create_app()"],
+    [sys.executable, "-m", "gunicorn", "-c", "python:modclf.gunicorn_conf", "modclf.serving:create_app()"],
     [sys.executable, "serve.py", "--port", "0"],
 ], ids=["gunicorn", "serve.py"])
 def test_servers_refuse_to_start_on_a_missing_model(cmd: list[str], tmp_path: Path) -> None:
@@ -258,12 +258,30 @@ def test_serve_py_development_server_classifies(model_dir: Path, tmp_path: Path)
     port = free_port()
     log = tmp_path / "serve.log"
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "serve.py", "--port", str(port), "--model-dir", str(model_dir)],
+        proc = subprocess.Popen([sys.executable, "serve.py", "--dev", "--port", str(port), "--model-dir", str(model_dir)],
                                 cwd=ROOT, env=server_env(), stdout=subprocess.DEVNULL, stderr=err)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, proc, log)
         r = requests.post(f"{url}/v1/classify", json={"text": SPAM}, timeout=30)
         assert r.status_code == 200 and r.json()["label"] == "spam"
+    finally:
+        stop(proc)
+
+
+def test_modclf_serve_runs_gunicorn_from_the_settings(model_dir: Path, tmp_path: Path) -> None:
+    """`modclf serve` (what `make serve` runs): checks, then becomes a gunicorn master (same pid)."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "modclf", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+                                 "--model-dir", str(model_dir)], cwd=tmp_path, env=server_env(),
+                                stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, proc, log)
+        r = requests.post(f"{url}/v1/classify", json={"text": SPAM}, timeout=30)
+        assert r.status_code == 200 and r.json()["action"] == "reject" and r.json()["policy_version"]
+        assert "gunicorn" in (log.read_text() + Path(f"/proc/{proc.pid}/cmdline").read_text())
     finally:
         stop(proc)

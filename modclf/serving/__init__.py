@@ -1,20 +1,19 @@
-"""The HTTP service: a Flask app factory around the classifier, the policy and their metrics.
+"""The HTTP service: a Flask app factory around the :class:`~modclf.moderator.Moderator`.
 
 ``create_app()`` loads and verifies the model and the policy before returning, so a server built on
-it (serve.py, gunicorn with ``preload_app``) refuses to start on a bad model instead of answering
-errors. Settings come from ``MODCLF_*`` environment variables and the ``config`` dict (see
-:mod:`modclf.serving.config`).
+it (``modclf serve``: gunicorn with ``preload_app``) refuses to start on a bad model instead of
+answering errors. Settings: :func:`modclf.settings.load_settings` (flags given as the ``config``
+dict > ``MODCLF_*`` environment > settings file > defaults).
 
-Extension points for other blueprints:
+Blueprints, all registered here: ``ops`` (probes, metrics, OpenAPI), ``api`` (/v1/classify,
+/v1/model, /v1/admin/reload), ``feedback`` (/v1/feedback, /v1/feedback/export), and, when their
+secrets are set, the integrations ``coral`` (/integrations/coral) and ``akismet`` (/akismet/1.1/...).
 
-- ``app.extensions["modclf"]``: the :class:`~modclf.serving.state.ServiceState` (classify, reload,
-  policy, model_version);
-- ``app.extensions["modclf_openapi"]``: the OpenAPI document served at /openapi.json (add paths);
-- ``app.config["MODCLF"]``: the :class:`~modclf.serving.config.ServiceConfig` (``.extra`` holds
-  unknown ``MODCLF_*`` settings);
-- :func:`modclf.serving.validation.read_json_object` and :class:`modclf.serving.errors.APIError`
-  for the same strict input handling and JSON errors;
-- ``modclf.integrations.register_integrations(app)`` is called when that module exists.
+For other blueprints: ``app.extensions["modclf"]`` is the :class:`~modclf.serving.state.ServiceState`
+(classify, reload), ``app.extensions["modclf_openapi"]`` the OpenAPI document served at
+/openapi.json, ``app.config["MODCLF"]`` the :class:`~modclf.settings.Settings`;
+:func:`modclf.serving.validation.read_json_object` and :class:`modclf.serving.errors.APIError` give
+the same strict input handling and JSON errors.
 """
 
 from __future__ import annotations
@@ -31,7 +30,12 @@ from flask import Flask, g, request
 from .api import bp as api_bp
 from .auth import KeyRing, check_request
 from .body import ERROR_KEY, BodyGuard
-from .config import ConfigError, ServiceConfig, load_config
+from ..errors import ConfigError
+from ..feedback import FeedbackStore
+from ..settings import Settings, load_settings
+from .feedback_api import bp as feedback_bp
+from .integrations import akismet, coral
+from .integrations.openapi import add_paths
 from .errors import APIError, register_error_handlers
 from .metrics import ServiceMetrics
 from .ops import bp as ops_bp
@@ -41,12 +45,12 @@ log = logging.getLogger(__name__)
 
 OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.json"
 
-__all__ = ["create_app", "ServiceState", "ServiceConfig", "ConfigError", "APIError", "OPENAPI_PATH"]
+__all__ = ["create_app", "ServiceState", "Settings", "ConfigError", "APIError", "OPENAPI_PATH"]
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app. Raises ModelError / PolicyError / ConfigError (one-line reasons) when unusable."""
-    cfg = load_config(config)
+    cfg = load_settings(config)
     metrics = ServiceMetrics()
     state = ServiceState(cfg.model_dir, cfg.policy, explain_top=cfg.explain_top, metrics=metrics,
                          window_chars=cfg.max_text_chars)
@@ -68,15 +72,27 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     register_error_handlers(app)
     _install_hooks(app, cfg, metrics)
+    app.extensions["modclf_feedback"] = FeedbackStore(cfg.feedback_db)
     app.register_blueprint(ops_bp)
     app.register_blueprint(api_bp)
-    _register_integrations(app)
-    log.info("service ready: model %s, policy %s, auth %s", state.model_version, cfg.policy,
-             "on" if cfg.auth_enabled else "off")
+    app.register_blueprint(feedback_bp)
+    installed = []
+    if cfg.coral_signing_secret:  # without its secret an integration is absent (404), not open
+        app.extensions["modclf_coral_secrets"] = cfg.coral_signing_secret
+        app.register_blueprint(coral.bp)
+        installed.append(f"coral ({len(cfg.coral_signing_secret)} signing secret(s))")
+    if cfg.akismet_api_keys:
+        app.extensions["modclf_akismet_keys"] = KeyRing(cfg.akismet_api_keys)
+        app.register_blueprint(akismet.bp)
+        installed.append(f"akismet ({len(cfg.akismet_api_keys)} key(s))")
+    add_paths(app.extensions["modclf_openapi"], coral=bool(cfg.coral_signing_secret), akismet=bool(cfg.akismet_api_keys))
+    log.info("service ready: model %s, policy %s, auth %s, integrations: %s, feedback store %s", state.model_version,
+             cfg.policy, "on" if cfg.auth_enabled else "off", ", ".join(installed) or "none",
+             app.extensions["modclf_feedback"].url)
     return app
 
 
-def _install_hooks(app: Flask, cfg: ServiceConfig, metrics: ServiceMetrics) -> None:
+def _install_hooks(app: Flask, cfg: Settings, metrics: ServiceMetrics) -> None:
     api_keys, admin_keys = KeyRing(cfg.api_keys), KeyRing(cfg.admin_keys)
 
     @app.before_request
@@ -98,7 +114,7 @@ def _install_hooks(app: Flask, cfg: ServiceConfig, metrics: ServiceMetrics) -> N
         return response
 
 
-def openapi_document(cfg: ServiceConfig) -> dict[str, Any]:
+def openapi_document(cfg: Settings) -> dict[str, Any]:
     """The repository's OpenAPI document with this instance's limits and security filled in."""
     doc = copy.deepcopy(_base_openapi())
     schemas = doc["components"]["schemas"]
@@ -120,16 +136,3 @@ def _base_openapi() -> dict[str, Any]:
     if not _OPENAPI_CACHE:
         _OPENAPI_CACHE.update(json.loads(OPENAPI_PATH.read_text(encoding="utf-8")))
     return _OPENAPI_CACHE
-
-
-def _register_integrations(app: Flask) -> None:
-    """Call modclf.integrations.register_integrations(app) when that module is installed."""
-    try:
-        from modclf.integrations import register_integrations  # type: ignore[import-not-found]
-    except ModuleNotFoundError as exc:
-        if exc.name in ("modclf.integrations",):
-            log.debug("no modclf.integrations module; serving the core API only")
-            return
-        raise
-    register_integrations(app)
-

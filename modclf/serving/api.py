@@ -10,10 +10,9 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
+from ..errors import ModelError, PolicyError
 from ..labels import LABELS
-from ..model import ModelError
-from ..policy import PolicyError
-from .config import ServiceConfig
+from ..settings import Settings
 from .errors import APIError
 from .state import ServiceState
 from .validation import bool_arg, check_fields, check_id, check_query, check_text, read_json_object
@@ -27,7 +26,7 @@ def _state() -> ServiceState:
     return current_app.extensions["modclf"]
 
 
-def _config() -> ServiceConfig:
+def _config() -> Settings:
     return current_app.config["MODCLF"]
 
 

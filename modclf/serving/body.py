@@ -57,11 +57,12 @@ def deadline(seconds: float) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
-def read_chunks(stream: Any, limit: int) -> Iterator[bytes]:
-    """Read ``stream`` in chunks until EOF or until more than ``limit`` bytes were read."""
+def read_chunks(stream: Any, limit: int, *, stop_at_limit: bool = False) -> Iterator[bytes]:
+    """Read ``stream`` in chunks until EOF or until more than ``limit`` bytes were read (exactly
+    ``limit`` bytes with ``stop_at_limit``, for a body whose length is known)."""
     total = 0
-    while total <= limit:
-        chunk = stream.read(min(CHUNK, limit + 1 - total))
+    while total < limit if stop_at_limit else total <= limit:
+        chunk = stream.read(min(CHUNK, limit - total if stop_at_limit else limit + 1 - total))
         if not chunk:
             return
         total += len(chunk)
@@ -105,9 +106,12 @@ class BodyGuard:
         stream = environ["wsgi.input"]
         parts: list[bytes] = []
         size = 0
+        # with a Content-Length, read exactly that much: some servers' input streams (werkzeug's
+        # development server) do not end at the body's end but block for the next request
+        limit = self.max_bytes if chunked else int(raw_length)
         try:
             with deadline(self.body_timeout):
-                for chunk in read_chunks(stream, self.max_bytes):
+                for chunk in read_chunks(stream, limit, stop_at_limit=not chunked):
                     parts.append(chunk)
                     size += len(chunk)
         except BodyTimeout:

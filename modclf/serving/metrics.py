@@ -2,7 +2,7 @@
 
 Each app gets its own registry (tests create many apps in one process). Under gunicorn with several
 workers, each worker only sees its own requests, so ``/metrics`` would answer with whichever worker
-caught the scrape; with ``PROMETHEUS_MULTIPROC_DIR`` set (gunicorn.conf.py sets it up by default)
+caught the scrape; with ``PROMETHEUS_MULTIPROC_DIR`` set (modclf.gunicorn_conf sets it up by default)
 prometheus-client keeps the values in per-process files in that directory and ``/metrics``
 aggregates all workers. The variable must be set before prometheus_client is first imported.
 """

@@ -8,16 +8,15 @@ Integration blueprints should use :func:`read_json_object` too, to answer bad in
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Iterable
 
 from flask import request
 
+from ..moderator import clean_text
 from .errors import APIError
 
 MAX_ID_CHARS = 256
 _JSON_TYPES = ("application/json",)
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _reject_constant(name: str) -> Any:
@@ -114,14 +113,8 @@ def check_query(allowed: Iterable[str]) -> None:
 
 
 def without_surrogates(text: str) -> str:
-    """Replace unpaired UTF-16 surrogates (legal in JSON escapes, not in Unicode text) and NUL
-    (legal in JSON, refused by PostgreSQL text columns) with U+FFFD."""
-    if "\x00" in text:
-        text = text.replace("\x00", "\ufffd")
-    if text.isascii():
-        return text
-    # json.loads already joined valid surrogate pairs, so any surrogate left is unpaired
-    return _SURROGATE.sub("\ufffd", text)
+    """See :func:`modclf.moderator.clean_text` (the one place this is decided)."""
+    return clean_text(text)
 
 
 def _printable(value: str, limit: int = 40) -> str:

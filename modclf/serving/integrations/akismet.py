@@ -129,11 +129,12 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder
 
-from ..feedback import HAM, get_store, record_or_503
-from ..serving.auth import KeyRing
-from ..serving.body import OVERSIZE_KEY, PREFIX_KEY, BodyTimeout, deadline, read_chunks
-from ..serving.errors import APIError
-from ..serving.state import ServiceState
+from ...feedback import HAM
+from ..feedback_api import get_store, record_or_503
+from ..auth import KeyRing
+from ..body import OVERSIZE_KEY, PREFIX_KEY, BodyTimeout, deadline, read_chunks
+from ..errors import APIError
+from ..state import ServiceState
 from . import plain_text, spam_signal
 
 log = logging.getLogger(__name__)
@@ -515,8 +516,9 @@ def comment_check() -> Response:
     if not text.strip():
         return _plain("false")  # nothing to judge (e.g. a sign-up without text)
     state: ServiceState = current_app.extensions["modclf"]
-    policy = state.policy  # the policy this prediction is decided with (a reload may swap it)
-    result = state.classify([text])[0]
+    moderator = state.moderator  # one snapshot: its model and its policy decide together
+    result = state.classify([text], moderator=moderator)[0]
+    policy = moderator.policy
     if spam_signal(result, policy):
         return _plain("true", {PRO_TIP_HEADER: "discard"} if result["action"] == "reject" else None)
     if result.get("truncated") and result["action"] != "approve":  # not read whole and not approved:

@@ -1,12 +1,11 @@
-"""OpenAPI 3.0 paths of the integrations, added to the document served at /openapi.json."""
+"""OpenAPI 3.0 paths of the integrations (Coral, Akismet), added to the document served at
+/openapi.json when they are installed. Every /v1/ path is in modclf/serving/openapi.json."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
-from ..feedback import MAX_ID_CHARS, MAX_SOURCE_CHARS
-from ..labels import LABELS
 
 _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 
@@ -18,27 +17,6 @@ def _error(description: str) -> dict[str, Any]:
 _DEFAULT = _error("Any other error (404 unknown path, 405 wrong method, 413 body too large, 500 internal error), same shape.")
 
 SCHEMAS: dict[str, Any] = {
-    "FeedbackRequest": {
-        "type": "object", "additionalProperties": False, "required": ["id", "text", "label"],
-        "properties": {
-            "id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": r"\S",
-                   "description": "The comment's id in the comment platform; one decision per id."},
-            "text": {"$ref": "#/components/schemas/CommentText"},
-            "label": {"type": "string", "enum": list(LABELS), "description": "The moderator's label."},
-            "source": {"type": "string", "minLength": 1, "maxLength": MAX_SOURCE_CHARS, "pattern": r"\S",
-                       "description": "Who decided (platform, moderator); default `api`."},
-        },
-    },
-    "FeedbackResult": {
-        "type": "object", "additionalProperties": False, "required": ["id", "label", "status"],
-        "properties": {
-            "id": {"type": "string"},
-            "label": {"type": "string", "enum": list(LABELS)},
-            "status": {"type": "string", "enum": ["created", "updated", "unchanged"],
-                       "description": "created (201); unchanged: the same decision was already stored (200); "
-                                      "updated: another decision for this id replaced the stored one, which is kept in the history (200)."},
-        },
-    },
     "CoralModerationRequest": {
         "type": "object", "required": ["comment"],
         "description": "Coral's External Moderation Request (fields Coral adds are accepted).",
@@ -69,18 +47,21 @@ SCHEMAS: dict[str, Any] = {
         "properties": {name: {"type": "string"} for name in (
             "api_key", "blog", "user_ip", "user_agent", "referrer", "permalink", "comment_type", "comment_author",
             "comment_author_email", "comment_author_url", "comment_content", "comment_date_gmt",
-            "comment_post_modified_gmt", "blog_lang", "blog_charset", "user_role", "is_test", "recheck_reason")},
+            "comment_post_modified_gmt", "blog_lang", "blog_charset", "user_role", "is_test", "recheck_reason",
+            "honeypot_field_name", "comment_context")},
     },
     "AkismetVerifyForm": {
-        "type": "object", "required": ["key", "blog"],
-        "properties": {"key": {"type": "string"}, "blog": {"type": "string"}},
+        "type": "object", "required": ["blog"],
+        "description": "The key as `api_key` (Akismet's current documentation) or `key` (older clients).",
+        "properties": {"api_key": {"type": "string"}, "key": {"type": "string"}, "blog": {"type": "string"}},
     },
 }
 
 
 def _form_body(schema: str) -> dict[str, Any]:
-    return {"required": True, "content": {"application/x-www-form-urlencoded": {
-        "schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+    ref = {"schema": {"$ref": f"#/components/schemas/{schema}"}}
+    return {"required": True, "content": {"application/x-www-form-urlencoded": ref,
+                                          "multipart/form-data": copy.deepcopy(ref)}}
 
 
 def _text(description: str, values: list[str]) -> dict[str, Any]:
@@ -100,7 +81,8 @@ def _akismet_submit(label: str) -> dict[str, Any]:
                          "`Missing required field: comment_content.` without text.",
                          ["Thanks for making the web a better place.", "invalid", "Missing required field: user_ip.",
                           "Missing required field: comment_content."]),
-            "400": _error("comment_content longer than the configured maximum."),
+            "400": _error("The body could not be read (malformed framing or multipart)."),
+            "413": _error("Body above the request cap, or more than 1000 fields."),
             "415": _error("Not form-encoded."),
             "503": _error("The feedback store is unavailable; nothing was stored, retry."),
             "default": copy.deepcopy(_DEFAULT),
@@ -108,34 +90,7 @@ def _akismet_submit(label: str) -> dict[str, Any]:
 
 
 def paths(*, coral: bool, akismet: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "/v1/feedback": {"post": {
-            "tags": ["feedback"], "operationId": "recordFeedback",
-            "summary": "Record a moderator's decision (idempotent on id; stored durably before the answer)",
-            "requestBody": {"required": True, "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/FeedbackRequest"}}}},
-            "responses": {
-                "201": {"description": "Stored.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FeedbackResult"}}}},
-                "200": {"description": "Already stored (unchanged) or replaced (updated).",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FeedbackResult"}}}},
-                "400": _error("Invalid input: malformed JSON, unknown or missing field, empty id, text or source, text too long, unknown label."),
-                "401": _error("API keys are enabled and the request has no valid `Authorization: Bearer <key>`."),
-                "415": _error("Content-Type is not application/json (UTF-8)."),
-                "503": _error("The feedback store is unavailable; nothing was stored, retry."),
-                "default": copy.deepcopy(_DEFAULT),
-            }}},
-        "/v1/feedback/export": {"get": {
-            "tags": ["feedback"], "operationId": "exportFeedback",
-            "summary": "Every stored decision as CSV (id,text,label,source,created_at,updated_at), streamed",
-            "responses": {
-                "200": {"description": "CSV with a header row; label is one of the labels or `ham` (Akismet submit-ham: not spam).",
-                        "content": {"text/csv": {"schema": {"type": "string"}}}},
-                "400": _error("Unknown query parameter."),
-                "401": _error("API keys are enabled and the request has no valid `Authorization: Bearer <key>`."),
-                "503": _error("The feedback store is unavailable."),
-                "default": copy.deepcopy(_DEFAULT),
-            }}},
-    }
+    out: dict[str, Any] = {}
     if coral:
         out["/integrations/coral"] = {"post": {
             "tags": ["coral"], "operationId": "coralExternalModeration",
@@ -147,10 +102,12 @@ def paths(*, coral: bool, akismet: bool) -> dict[str, Any]:
             "requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/CoralModerationRequest"}}}},
             "responses": {
-                "200": {"description": "Hold or reject the comment.", "content": {"application/json": {
+                "200": {"description": "Hold or reject the comment. A signed body above the request cap is "
+                                       "answered `{\"status\": \"SYSTEM_WITHHELD\"}` unread (fail closed).",
+                        "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/CoralModerationResponse"}}}},
                 "204": {"description": "No action: the policy approves the comment (or its body is empty)."},
-                "400": _error("Malformed request body, or comment.body longer than the configured maximum."),
+                "400": _error("Malformed request body (JSON, UTF-8, framing)."),
                 "401": _error("Missing signature or no signature made with a configured secret."),
                 "415": _error("Content-Type is not application/json."),
                 "default": copy.deepcopy(_DEFAULT),
@@ -165,9 +122,11 @@ def paths(*, coral: bool, akismet: bool) -> dict[str, Any]:
             "tags": ["akismet"], "operationId": "akismetCommentCheck", "summary": "Akismet comment-check",
             "requestBody": _form_body("AkismetCommentForm"),
             "responses": {
-                "200": _text(f"`true` (spam; with `X-akismet-pro-tip: discard` when the policy rejects it) or `false`; {_AKISMET_INVALID}.",
+                "200": _text(f"`true` (spam; with `X-akismet-pro-tip: discard` when the policy rejects it) or `false`; {_AKISMET_INVALID}. "
+                             "A comment the policy holds for being longer than the model's window, or a body above the request cap "
+                             "(with `X-modclf-reason`), is `true`: fail closed.",
                              ["true", "false", "invalid", "Missing required field: user_ip."]),
-                "400": _error("comment_content longer than the configured maximum."),
+                "400": _error("The body could not be read (malformed framing or multipart)."),
                 "415": _error("Not form-encoded."),
                 "default": copy.deepcopy(_DEFAULT)}}}
         out["/akismet/1.1/submit-spam"] = _akismet_submit("spam")
@@ -175,13 +134,7 @@ def paths(*, coral: bool, akismet: bool) -> dict[str, Any]:
     return out
 
 
-def add_paths(doc: dict[str, Any], *, coral: bool, akismet: bool, bearer: bool) -> None:
-    """Add the installed integrations' paths and schemas (with Bearer security on /v1/ paths when on)."""
-    new = paths(coral=coral, akismet=akismet)
-    if bearer:
-        for path, item in new.items():
-            if path.startswith("/v1/"):
-                for operation in item.values():
-                    operation["security"] = [{"bearerAuth": []}]
-    doc.setdefault("paths", {}).update(new)
+def add_paths(doc: dict[str, Any], *, coral: bool, akismet: bool) -> None:
+    """Add the installed integrations' paths and schemas."""
+    doc.setdefault("paths", {}).update(paths(coral=coral, akismet=akismet))
     doc.setdefault("components", {}).setdefault("schemas", {}).update(copy.deepcopy(SCHEMAS))

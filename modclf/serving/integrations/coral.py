@@ -42,16 +42,26 @@ from typing import Any, Mapping, Sequence
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from ..policy import Policy
-from ..serving.body import OVERSIZE_KEY, PREFIX_KEY, BodyTimeout, deadline, read_chunks
-from ..serving.errors import APIError
-from ..serving.state import ServiceState
-from ..serving.validation import without_surrogates
+from ...policy import Policy
+from ..body import OVERSIZE_KEY, PREFIX_KEY, BodyTimeout, deadline, read_chunks
+from ..errors import APIError
+from ..state import ServiceState
+from ..validation import without_surrogates
 from . import dispute_signal, plain_text, spam_signal
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("modclf_coral", __name__)
+
+
+def _register_verdict_path(state: Any) -> None:
+    """The Coral phase gives a fail-closed verdict for an over-cap body instead of a 413."""
+    paths = state.app.extensions.get("modclf_verdict_paths")
+    if paths is not None:
+        paths.add(PATH)
+
+
+bp.record_once(_register_verdict_path)
 
 PATH = "/integrations/coral"
 SIGNATURE_HEADER = "X-Coral-Signature"
@@ -213,8 +223,9 @@ def moderate() -> Any:
     if not text.strip():
         return Response(status=204)  # nothing to judge: leave the comment to Coral's own settings
     state: ServiceState = current_app.extensions["modclf"]
-    policy = state.policy  # the policy this prediction was decided with (a reload may swap it)
-    result = state.classify([text])[0]
+    moderator = state.moderator  # one snapshot: its model and its policy decide together
+    result = state.classify([text], moderator=moderator)[0]
+    policy = moderator.policy
     response = coral_response(result, policy)
     if response is None:
         return Response(status=204)

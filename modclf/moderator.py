@@ -1,0 +1,306 @@
+"""The moderation decision: one trained model plus one policy, loaded once with one set of guarantees.
+
+Everything that turns comments into actions goes through :class:`Moderator`: the HTTP service,
+the Coral and Akismet integrations, batch scoring (``modclf score`` / score.py), the Dask engine
+and the public Python API (:func:`modclf.load`).
+
+Loading a model directory checks, in this order, and raises :class:`~modclf.errors.ModelError`
+with a one-line reason when any check fails:
+
+1. ``model.json`` is readable and names the model file and its sha256;
+2. the model file has exactly that sha256 (a changed or truncated file is refused);
+3. it unpickles to a classifier over the five labels;
+4. the fast inference path (numba) compiles for it and agrees with scikit-learn on a fixed set of
+   texts to 1e-6, so the fast path is only ever used where it is exact.
+
+Example
+-------
+>>> import modclf
+>>> moderator = modclf.load("model/")                      # doctest: +SKIP
+>>> verdict = moderator.classify(["Thank you Iran"])[0]     # doctest: +SKIP
+>>> verdict.label, verdict.action                           # doctest: +SKIP
+('support', 'approve')
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import ModelError
+from .labels import LABELS
+from .policy import Policy, load_policy
+from .window import bounded_window
+
+log = logging.getLogger(__name__)
+
+#: The model's window in characters: longer comments are classified on a bounded window of
+#: themselves (:func:`modclf.window.bounded_window`), reported ``truncated`` and never approved.
+DEFAULT_WINDOW_CHARS = 10_000
+
+#: Texts the fast path must agree with scikit-learn on before it is used.
+_SELF_CHECK = ("Thanks for the report, very helpful.", "BUY CHEAP followers at www.example.com !!!",
+               "Is this confirmed by anyone?", "That is simply false, read the article again.", "")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """Unpaired UTF-16 surrogates (legal in JSON escapes, not in Unicode text) and NUL (refused by
+    PostgreSQL text columns) become U+FFFD, so any Python string can be classified and stored."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if text.isascii():
+        return text
+    # json.loads already joined valid surrogate pairs, so any surrogate left is unpaired
+    return _SURROGATE.sub("\ufffd", text)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the moderator decided about one comment.
+
+    Attributes
+    ----------
+    label : str
+        The most probable label (one of :data:`modclf.labels.LABELS`).
+    confidence : float
+        The probability of ``label``.
+    probabilities : dict[str, float]
+        The probability of every label, in LABELS order; they sum to 1.
+    action : str
+        ``approve``, ``review`` or ``reject``, decided by the policy.
+    truncated : bool
+        True when the comment was longer than the model's window and was classified on a window
+        of it; the policy never approves such a comment.
+    model_version, policy_version : str
+        Which model and which policy file (its sha256 prefix) decided; recorded with every action.
+    explanation : dict or None
+        With ``explain=True``: the n-grams that pushed ``label`` most, with their exact share of
+        its logit (see :meth:`LoadedModel.explain`).
+    """
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    action: str
+    truncated: bool
+    model_version: str
+    policy_version: str
+    explanation: dict[str, Any] | None = field(default=None)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the service's response fields); ``explanation`` only when present."""
+        out = asdict(self)
+        if out["explanation"] is None:
+            del out["explanation"]
+        return out
+
+
+class LoadedModel:
+    """One verified model directory: the scikit-learn artifact and its exact fast predictor."""
+
+    def __init__(self, artifact: Any, predictor: Any, directory: Path):
+        self.artifact = artifact
+        self.predictor = predictor
+        self.directory = directory
+        self.version: str = artifact.version
+        self.loaded_at = time.time()
+
+    @classmethod
+    def load(cls, model_dir: str | Path, *, fast: bool = True) -> "LoadedModel":
+        """Load, verify (sha256) and self-check a model directory; raises ModelError (one line).
+
+        ``fast=False`` predicts with the plain scikit-learn pipeline (same numbers, ~10x slower).
+        """
+        from .model import load_artifact
+
+        directory = Path(model_dir)
+        return cls.from_artifact(load_artifact(directory), directory, fast=fast)
+
+    @classmethod
+    def from_artifact(cls, artifact: Any, directory: Path, *, fast: bool = True) -> "LoadedModel":
+        """Wrap a loaded (and verified) artifact: compile and self-check the fast path."""
+        from .fast import FastPredictor
+
+        if not fast:
+            return cls(artifact, artifact, directory)
+        try:
+            predictor = FastPredictor.from_artifact(artifact)
+        except ValueError as exc:
+            raise ModelError(f"{directory}: model not supported by the fast inference path: {exc}") from None
+        fast = predictor.predict_proba(list(_SELF_CHECK))
+        slow = artifact.predict_proba(list(_SELF_CHECK))
+        if not np.allclose(fast, slow, rtol=0, atol=1e-6):
+            raise ModelError(f"{directory}: fast inference path disagrees with scikit-learn on this model")
+        return cls(artifact, predictor, directory)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities, columns in LABELS order (the fast path; equal to scikit-learn's)."""
+        return self.predictor.predict_proba(texts)
+
+    @cached_property
+    def _feature_names(self) -> tuple[np.ndarray, np.ndarray]:
+        """(kind, n-gram) per feature column, from the FeatureUnion's ``block__ngram`` names."""
+        names = self.artifact.pipeline.named_steps["features"].get_feature_names_out()
+        split = np.char.partition(names.astype(str), "__")
+        return split[:, 0], split[:, 2]
+
+    def explain(self, text: str, label: str, top: int) -> dict[str, Any]:
+        """The ``top`` n-grams that pushed ``label`` most, with their exact share of its logit.
+
+        For a linear model the logit of class k is ``intercept_k + sum_j x_j * coef_kj`` where x is
+        the TF-IDF row; each term is reported as it is, so the list is exact, not an approximation.
+        """
+        from .text import normalize_text
+
+        pipeline = self.artifact.pipeline
+        clf = pipeline.named_steps["clf"]
+        k = list(clf.classes_).index(label)
+        normalized = normalize_text(text)
+        row = pipeline.named_steps["features"].transform([normalized]).tocsr()
+        row.sum_duplicates()
+        idx, values = row.indices, row.data
+        coef = clf.coef_[k]
+        contributions = values * coef[idx]
+        intercept = float(clf.intercept_[k])
+        order = np.argsort(-contributions, kind="stable")[:top]
+        kinds, ngrams = self._feature_names
+        return {
+            "label": label,
+            "intercept": intercept,
+            "logit": intercept + float(contributions.sum()),
+            "normalized_text": normalized,
+            "top_ngrams": [
+                {
+                    "ngram": str(ngrams[idx[j]]),
+                    "kind": str(kinds[idx[j]]),
+                    "tfidf": float(values[j]),
+                    "coefficient": float(coef[idx[j]]),
+                    "contribution": float(contributions[j]),
+                }
+                for j in order
+            ],
+        }
+
+
+def policy_version(policy: Policy) -> str:
+    """A short, stable name for a policy: its file's sha256 prefix (``"inline"`` when built in code)."""
+    return policy.sha256[:12] if policy.sha256 else "inline"
+
+
+class Moderator:
+    """A model and a policy: comments in, :class:`Verdict` objects out.
+
+    Parameters
+    ----------
+    model : LoadedModel
+        A verified model (:meth:`LoadedModel.load`).
+    policy : Policy
+        A validated moderation policy (:func:`modclf.policy.load_policy`).
+    window_chars : int, default 10,000
+        Comments longer than this are classified on a bounded window and never approved.
+
+    Use :func:`modclf.load` (or :meth:`Moderator.load`) rather than building one by hand. A
+    Moderator is immutable and safe to share between threads; to change model or policy, load a
+    new one (the service swaps the reference atomically).
+    """
+
+    def __init__(self, model: LoadedModel, policy: Policy, *, window_chars: int = DEFAULT_WINDOW_CHARS):
+        if window_chars < 1:
+            raise ValueError("window_chars must be at least 1")
+        self.model = model
+        self.policy = policy
+        self.window_chars = window_chars
+        self.policy_version = policy_version(policy)
+
+    @classmethod
+    def load(cls, model_dir: str | Path | None = None, policy: str | Path | Policy | None = None, *,
+             window_chars: int = DEFAULT_WINDOW_CHARS) -> "Moderator":
+        """Load ``model_dir`` (default: the settings' model directory) and ``policy`` (a path or a
+        Policy; default: the settings' policy, else the shipped one). Raises ModelError / PolicyError."""
+        from .settings import load_settings
+
+        settings = load_settings() if model_dir is None or policy is None else None
+        model = LoadedModel.load(model_dir if model_dir is not None else settings.model_dir)  # type: ignore[union-attr]
+        if not isinstance(policy, Policy):
+            policy = load_policy(policy if policy is not None else settings.policy)  # type: ignore[union-attr]
+        return cls(model, policy, window_chars=window_chars)
+
+    @property
+    def version(self) -> str:
+        """The model's version (``model.json``'s ``model_version``)."""
+        return self.model.version
+
+    def predict_proba(self, texts: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
+        """Probabilities (LABELS order) of each text's window, and which texts were truncated."""
+        windows = [bounded_window(clean_text(t), self.window_chars) for t in texts]
+        if not windows:
+            return np.zeros((0, len(LABELS))), []
+        return self.model.predict_proba([w.text for w in windows]), [w.truncated for w in windows]
+
+    def decide(self, proba: np.ndarray, truncated: Sequence[bool]) -> list[Verdict]:
+        """Turn probabilities into verdicts with this moderator's policy."""
+        best = proba.argmax(axis=1).tolist() if len(proba) else []
+        out = []
+        for row, b, cut in zip(proba.tolist(), best, truncated):
+            probabilities = dict(zip(LABELS, row))
+            label, confidence = LABELS[b], row[b]
+            action = self.policy.action_for(label, confidence, probabilities, ("truncated",) if cut else ())
+            out.append(Verdict(label, confidence, probabilities, action, bool(cut), self.model.version,
+                               self.policy_version))
+        return out
+
+    def classify(self, texts: Sequence[str], *, explain: bool = False, explain_top: int = 10) -> list[Verdict]:
+        """Classify comments and decide what to do with each; one :class:`Verdict` per text, in order.
+
+        Parameters
+        ----------
+        texts : sequence of str
+            The comments. Any length: a comment longer than ``window_chars`` is classified on a
+            bounded window of itself and reported ``truncated``. Unpaired surrogates and NUL are
+            replaced, so any Python string is accepted.
+        explain : bool, default False
+            Also return the n-grams that pushed the predicted label most (slower: uses
+            scikit-learn for the feature names).
+        explain_top : int, default 10
+            How many n-grams an explanation lists.
+
+        Raises
+        ------
+        TypeError
+            When an item of ``texts`` is not a string (a programming error, not bad input).
+        """
+        if isinstance(texts, str):
+            raise TypeError("classify expects a sequence of strings, not one string: wrap it in a list")
+        for text in texts:
+            if not isinstance(text, str):
+                raise TypeError(f"classify expects strings, got {type(text).__name__}")
+        proba, truncated = self.predict_proba(texts)
+        verdicts = self.decide(proba, truncated)
+        if explain:
+            windows = [bounded_window(clean_text(t), self.window_chars).text for t in texts]
+            verdicts = [Verdict(**{**asdict(v), "explanation": self.model.explain(w, v.label, explain_top)})
+                        for v, w in zip(verdicts, windows)]
+        return verdicts
+
+    def __repr__(self) -> str:
+        return f"Moderator(model={self.version!r}, policy={self.policy_version!r}, window_chars={self.window_chars})"
+
+
+def load(model_dir: str | Path | None = None, policy: str | Path | Policy | None = None, *,
+         window_chars: int = DEFAULT_WINDOW_CHARS) -> Moderator:
+    """Load a :class:`Moderator`: ``modclf.load("model/").classify(["..."])``.
+
+    ``model_dir`` defaults to ``$MODCLF_MODEL_DIR`` or ``./model``; ``policy`` to
+    ``$MODCLF_POLICY`` or the policy shipped with the package.
+    """
+    return Moderator.load(model_dir, policy, window_chars=window_chars)

