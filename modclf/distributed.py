@@ -64,7 +64,7 @@ def _score_partition(df: pd.DataFrame, model_bytes: bytes, sha: str, version: st
         df = df.assign(**{text_column: None})
     out = score_frame(_moderator(model_bytes, sha, version, policy, fast), df, text_column, prefix)
     # typed string columns (not object) so Dask can infer the Parquet schema from its metadata
-    return out.astype({prefix + c: "str" for c in ("label", "action", "policy_version", "error")})
+    return out.astype({prefix + c: "str" for c in ("label", "action", "language", "policy_version", "error")})
 
 
 def _input_format(path: str) -> str:

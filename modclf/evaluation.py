@@ -132,20 +132,25 @@ def proba_in_label_order(proba: Any, classes: Sequence[str]) -> np.ndarray:
     return out
 
 
-def policy_actions(proba: Any, policy: Policy, truncated: Sequence[bool] | None = None) -> list[str]:
+def policy_actions(proba: Any, policy: Policy, truncated: Sequence[bool] | None = None,
+                   conditions: Sequence[Sequence[str]] | None = None) -> list[str]:
     """The policy's action for every row of ``proba`` ((n, 5), LABELS order), as the service decides it.
 
     The top label is the most probable one (ties go to the first in LABELS order, like ``argmax``);
-    rows flagged in ``truncated`` are decided under the ``truncated`` condition.
+    each row is decided under its ``conditions`` (:meth:`modclf.moderator.Moderator.conditions`),
+    or, without them, under ``truncated`` for the rows flagged in ``truncated``.
     """
     proba = _check_proba(proba)
     if truncated is not None and len(truncated) != len(proba):
         raise ValueError(f"{len(truncated)} truncated flags for {len(proba)} rows")
+    if conditions is None:
+        conditions = [("truncated",) if truncated is not None and truncated[i] else () for i in range(len(proba))]
+    elif len(conditions) != len(proba):
+        raise ValueError(f"{len(conditions)} condition sets for {len(proba)} rows")
     actions = []
     for i, row in enumerate(proba.tolist()):
         best = int(np.argmax(row))
-        conditions = ("truncated",) if truncated is not None and truncated[i] else ()
-        actions.append(policy.action_for(LABELS[best], row[best], dict(zip(LABELS, row)), conditions))
+        actions.append(policy.action_for(LABELS[best], row[best], dict(zip(LABELS, row)), tuple(conditions[i])))
     return actions
 
 
@@ -183,6 +188,7 @@ def decision_metrics(
     policy: Policy,
     truncated: Sequence[bool] | None = None,
     sources: Sequence[str] | None = None,
+    conditions: Sequence[Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """What the moderation policy does with the predictions, judged against the true labels.
 
@@ -209,7 +215,7 @@ def decision_metrics(
     if sources is not None and len(sources) != len(y):
         raise ValueError(f"{len(sources)} sources for {len(y)} rows")
     pred = np.asarray(LABELS, dtype=object)[proba.argmax(axis=1)] if len(y) else np.asarray([], dtype=object)
-    actions = np.asarray(policy_actions(proba, policy, truncated), dtype=object)
+    actions = np.asarray(policy_actions(proba, policy, truncated, conditions), dtype=object)
     truths = {label: true_action(label, policy) for label in LABELS}
     expected = np.asarray([truths[label] for label in y], dtype=object)
 

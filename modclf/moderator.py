@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -81,6 +81,10 @@ class Verdict:
     truncated : bool
         True when the comment was longer than the model's window and was classified on a window
         of it; the policy never approves such a comment.
+    language : str
+        The comment's language (ISO 639-1) as :mod:`modclf.language` identifies it, ``und`` when
+        it cannot tell (short texts, links only). A language the model was not trained on is
+        never approved (policy floor ``unsupported_language``).
     model_version, policy_version : str
         Which model and which policy file (its sha256 prefix) decided; recorded with every action.
     explanation : dict or None
@@ -93,6 +97,7 @@ class Verdict:
     probabilities: dict[str, float]
     action: str
     truncated: bool
+    language: str
     model_version: str
     policy_version: str
     explanation: dict[str, Any] | None = field(default=None)
@@ -105,6 +110,14 @@ class Verdict:
         return out
 
 
+class Prediction(NamedTuple):
+    """:meth:`Moderator.predict`: per text, in order."""
+
+    proba: np.ndarray
+    truncated: list[bool]
+    languages: list[str]
+
+
 class LoadedModel:
     """One verified model directory: the scikit-learn artifact and its exact fast predictor."""
 
@@ -114,6 +127,10 @@ class LoadedModel:
         self.directory = directory
         self.version: str = artifact.version
         self.loaded_at = time.time()
+        #: languages with enough training comments (model.json); a model that does not say is
+        #: taken to read English only, the safe assumption
+        self.supported_languages: frozenset[str] = frozenset(
+            (artifact.meta.get("languages") or {}).get("supported") or ("en",))
 
     @classmethod
     def load(cls, model_dir: str | Path, *, fast: bool = True) -> "LoadedModel":
@@ -240,22 +257,39 @@ class Moderator:
         """The model's version (``model.json``'s ``model_version``)."""
         return self.model.version
 
-    def predict_proba(self, texts: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
-        """Probabilities (LABELS order) of each text's window, and which texts were truncated."""
+    def predict(self, texts: Sequence[str]) -> Prediction:
+        """What the model reads in each text: probabilities (LABELS order) of its window, whether it
+        was truncated, and its language (ISO 639-1, or ``und`` when it cannot be told reliably)."""
+        from .language import UNDETERMINED, detect
+
         windows = [bounded_window(clean_text(t), self.window_chars) for t in texts]
         if not windows:
-            return np.zeros((0, len(LABELS))), []
-        return self.model.predict_proba([w.text for w in windows]), [w.truncated for w in windows]
+            return Prediction(np.zeros((0, len(LABELS))), [], [])
+        proba = self.model.predict_proba([w.text for w in windows])
+        languages = []
+        for w in windows:
+            detection = detect(w.text)
+            languages.append(detection.lang if detection.reliable else UNDETERMINED)
+        return Prediction(proba, [w.truncated for w in windows], languages)
 
-    def decide(self, proba: np.ndarray, truncated: Sequence[bool]) -> list[Verdict]:
-        """Turn probabilities into verdicts with this moderator's policy."""
+    def conditions(self, truncated: bool, language: str) -> tuple[str, ...]:
+        """The policy floor conditions of one comment (see policy.yaml, ``floors``)."""
+        out = ("truncated",) if truncated else ()
+        if language != "und" and (language not in self.model.supported_languages or (
+                self.policy.languages is not None and language not in self.policy.languages)):
+            out += ("unsupported_language",)
+        return out
+
+    def decide(self, prediction: Prediction) -> list[Verdict]:
+        """Turn a :meth:`predict` result into verdicts with this moderator's policy."""
+        proba = prediction.proba
         best = proba.argmax(axis=1).tolist() if len(proba) else []
         out = []
-        for row, b, cut in zip(proba.tolist(), best, truncated):
+        for row, b, cut, language in zip(proba.tolist(), best, prediction.truncated, prediction.languages):
             probabilities = dict(zip(LABELS, row))
             label, confidence = LABELS[b], row[b]
-            action = self.policy.action_for(label, confidence, probabilities, ("truncated",) if cut else ())
-            out.append(Verdict(label, confidence, probabilities, action, bool(cut), self.model.version,
+            action = self.policy.action_for(label, confidence, probabilities, self.conditions(cut, language))
+            out.append(Verdict(label, confidence, probabilities, action, bool(cut), language, self.model.version,
                                self.policy_version))
         return out
 
@@ -284,8 +318,7 @@ class Moderator:
         for text in texts:
             if not isinstance(text, str):
                 raise TypeError(f"classify expects strings, got {type(text).__name__}")
-        proba, truncated = self.predict_proba(texts)
-        verdicts = self.decide(proba, truncated)
+        verdicts = self.decide(self.predict(texts))
         if explain:
             windows = [bounded_window(clean_text(t), self.window_chars).text for t in texts]
             verdicts = [Verdict(**{**asdict(v), "explanation": self.model.explain(w, v.label, explain_top)})

@@ -32,12 +32,13 @@ _SEVERITY = {action: i for i, action in enumerate(ACTIONS)}
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent / "policy.yaml"
 POLICY_ENV = "MODCLF_POLICY"
 
-_TOP_KEYS = {"version", "min_confidence", "below_min_confidence", "default", "labels", "escalate", "floors"}
+_TOP_KEYS = {"version", "min_confidence", "below_min_confidence", "default", "labels", "escalate", "floors",
+             "languages"}
 
 #: Conditions under which the model's opinion is not enough, with the least strict action each gets
 #: when the policy file does not name it: a comment the model could not read whole (``truncated``:
 #: longer than its window) is never auto-approved, even by a policy written before the rule existed.
-FLOOR_CONDITIONS: dict[str, str] = {"truncated": "review"}
+FLOOR_CONDITIONS: dict[str, str] = {"truncated": "review", "unsupported_language": "review"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class Policy:
     escalations: tuple[Escalation, ...] = ()
     #: condition -> least strict action for a comment under that condition (see FLOOR_CONDITIONS)
     floors: Mapping[str, str] = field(default_factory=lambda: dict(FLOOR_CONDITIONS))
+    #: languages (ISO 639-1) whose comments may be auto-approved, when the model was also trained on
+    #: them; None = every language the model was trained on. Others get the unsupported_language floor.
+    languages: tuple[str, ...] | None = None
     source: str | None = None
     sha256: str | None = None
 
@@ -112,6 +116,7 @@ class Policy:
             },
             "escalate": [{"label": e.label, "at_least": e.at_least, "action": e.action} for e in self.escalations],
             "floors": dict(self.floors),
+            "languages": list(self.languages) if self.languages is not None else None,
             "source": Path(self.source).name if self.source else None,
             "sha256": self.sha256,
         }
@@ -187,7 +192,14 @@ def parse_policy(obj: object, source: str | None = None, sha256: str | None = No
             raise PolicyError(f"{where}: floors: unknown condition {condition!r} "
                               f"(conditions: {', '.join(FLOOR_CONDITIONS)})")
         floors[condition] = _action(action, f"{where}: floors.{condition}")
+    languages = doc.get("languages")
+    if languages is not None:
+        if not isinstance(languages, list) or not all(isinstance(x, str) and len(x) == 2 and x.isalpha() and x.islower()
+                                                      for x in languages):
+            raise PolicyError(f"{where}: languages: must be a list of two-letter ISO 639-1 codes, e.g. [en, fr]")
+        languages = tuple(languages)
     return Policy(
+        languages=languages,
         floors=floors,
         min_confidence=_probability(doc.get("min_confidence", 0.0), f"{where}: min_confidence"),
         below_min_confidence=_action(doc.get("below_min_confidence", "review"), f"{where}: below_min_confidence"),

@@ -17,7 +17,8 @@ from .labels import LABELS, PROBA_COLUMNS
 if TYPE_CHECKING:
     from .moderator import Moderator
 
-RESULT_COLUMNS: tuple[str, ...] = ("label", "confidence", *PROBA_COLUMNS, "action", "truncated", "policy_version", "error")
+RESULT_COLUMNS: tuple[str, ...] = ("label", "confidence", *PROBA_COLUMNS, "action", "truncated", "language",
+                                   "policy_version", "error")
 #: The action for a row that could not be classified.
 UNREADABLE_ACTION = "review"
 
@@ -40,12 +41,14 @@ def score_texts(moderator: "Moderator", values: Sequence[object]) -> pd.DataFram
     ok = np.fromiter((e is None for e in errors), dtype=bool, count=n)
     proba = np.full((n, len(LABELS)), np.nan)
     truncated = np.zeros(n, dtype=bool)
+    languages = np.full(n, "", dtype=object)
     actions = np.full(n, UNREADABLE_ACTION, dtype=object)
     if ok.any():
-        good, cut = moderator.predict_proba([v for v, g in zip(values, ok) if g])  # type: ignore[misc]
-        proba[ok] = good
-        truncated[ok] = cut
-        actions[ok] = [v.action for v in moderator.decide(good, cut)]
+        prediction = moderator.predict([v for v, g in zip(values, ok) if g])  # type: ignore[misc]
+        proba[ok] = prediction.proba
+        truncated[ok] = prediction.truncated
+        languages[ok] = prediction.languages
+        actions[ok] = [v.action for v in moderator.decide(prediction)]
     label = np.full(n, "", dtype=object)
     best = np.nanargmax(np.where(ok[:, None], proba, 0.0), axis=1)
     label[ok] = np.asarray(LABELS, dtype=object)[best[ok]]
@@ -54,6 +57,7 @@ def score_texts(moderator: "Moderator", values: Sequence[object]) -> pd.DataFram
         out[col] = proba[:, i]
     out["action"] = pd.Series(actions, dtype=object)
     out["truncated"] = truncated
+    out["language"] = pd.Series(languages, dtype=object)
     out["policy_version"] = moderator.policy_version
     out["error"] = pd.Series([e or "" for e in errors], dtype=object)
     return out

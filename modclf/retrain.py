@@ -19,7 +19,6 @@ missing store raise DataError (exit 2).
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import logging
 import os
@@ -34,13 +33,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from tqdm.auto import tqdm
 
-from . import __version__
 from .data import DataError, check_label_counts, read_many
 from .evaluation import compare_line, compute_metrics, format_report
 from .feedback import HAM, Decision, FeedbackError, FeedbackStore, resolve_db_url
 from .labels import LABELS
 from .model import META_FILE, MODEL_FILE, ModelArtifact, ModelError, dump_pipeline, fit_model, load_artifact, read_meta, write_json
-from .training import data_fingerprint, describe_pipeline, library_versions, sha256_of_strings
+from .training import build_meta
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +157,7 @@ def retrain_with_feedback(data_paths: Sequence[str | Path], model_dir: str | Pat
             return False
     else:
         cur = None
-    meta = _candidate_meta(candidate, data_paths, decisions, stats, len(train_idx), seed, cand, cur,
+    meta = _candidate_meta(candidate, data_paths, decisions, stats, list(texts[train_idx]), seed, cand, cur,
                            current.version if current is not None else None, url)
     meta = promote(candidate, meta, model_dir)
     verdict = "no current model" if cur is None else f"candidate {cand['macro_f1']:.4f} >= current {cur['macro_f1']:.4f}"
@@ -169,25 +167,14 @@ def retrain_with_feedback(data_paths: Sequence[str | Path], model_dir: str | Pat
 
 
 def _candidate_meta(pipeline: Pipeline, data_paths: Sequence[str | Path], decisions: Sequence[Decision],
-                    stats: dict[str, int], rows: int, seed: int, cand: dict[str, Any], cur: dict[str, Any] | None,
-                    previous: str | None, url: str) -> dict[str, Any]:
-    digests = data_fingerprint(data_paths)
+                    stats: dict[str, int], texts: Sequence[str], seed: int, cand: dict[str, Any],
+                    cur: dict[str, Any] | None, previous: str | None, url: str) -> dict[str, Any]:
     feedback_sha = hashlib.sha256("\n".join(
         f"{d.id}\x1f{d.label}\x1f{d.text}" for d in sorted(decisions, key=lambda d: d.id)).encode("utf-8")).hexdigest()
-    combined = sha256_of_strings(sorted(digests.values()) + [feedback_sha])
-    return {
-        "model_version": f"{__version__}+{combined[:12]}.s{seed}.fb",
-        "labels": list(LABELS),
-        "trained_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "training_data": {"files": digests, "sha256": combined, "rows": rows,
-                          "feedback": {**stats, "sha256": feedback_sha, "store": FeedbackStore(url).url}},
-        "seed": seed,
-        "libraries": library_versions(),
-        "pipeline": describe_pipeline(pipeline),
-        "metrics": {"retrain_heldout": {"fraction": HELDOUT_FRACTION, "candidate": cand, "current": cur,
-                                         "previous_version": previous}},
-        "evaluations": {},
-    }
+    metrics = {"retrain_heldout": {"fraction": HELDOUT_FRACTION, "candidate": cand, "current": cur,
+                                   "previous_version": previous}}
+    return build_meta(pipeline, data_paths, texts, seed, metrics, extra_sha=[feedback_sha], version_suffix=".fb",
+                      training_extra={"feedback": {**stats, "sha256": feedback_sha, "store": FeedbackStore(url).url}})
 
 
 def _fsync_dir(directory: Path) -> None:

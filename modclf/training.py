@@ -112,19 +112,7 @@ def train(
     with tqdm(total=1, desc="fitting final model", disable=not progress, leave=False) as bar:
         pipeline = fit_model(texts, labels, seed)
         bar.update()
-    digests = data_fingerprint(data_paths)
-    combined = sha256_of_strings(sorted(digests.values()))
-    meta: dict[str, Any] = {
-        "model_version": f"{__version__}+{combined[:12]}.s{seed}",
-        "labels": list(LABELS),
-        "trained_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "training_data": {"files": digests, "sha256": combined, "rows": len(df)},
-        "seed": seed,
-        "libraries": library_versions(),
-        "pipeline": describe_pipeline(pipeline),
-        "metrics": metrics,
-        "evaluations": {},
-    }
+    meta = build_meta(pipeline, data_paths, texts, seed, metrics)
     meta = save_artifact(pipeline, meta, model_dir)
     saved = [str(model_dir / "model.joblib"), str(model_dir / META_FILE)]
     if "cross_validation" in metrics:
@@ -132,6 +120,49 @@ def train(
                                             f"{folds}-fold CV on {len(df)} comments")))
     report(f"saved {', '.join(saved)} (model sha256 {meta['model_sha256'][:12]}...)")
     return meta
+
+
+#: A language counts as one the model was trained on (``model.json`` ``languages.supported``) with
+#: at least this many training comments detected in it; comments in other languages are never
+#: auto-approved (policy floor ``unsupported_language``).
+MIN_LANGUAGE_ROWS = 100
+
+
+def language_profile(texts: Sequence[str]) -> dict[str, Any]:
+    """Detected languages of the training texts: counts, and the ones with enough rows to trust."""
+    from .language import UNDETERMINED, detect_many
+
+    counts: dict[str, int] = {}
+    for detection in detect_many(texts):
+        lang = detection.lang if detection.reliable else UNDETERMINED
+        counts[lang] = counts.get(lang, 0) + 1
+    counts = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    supported = sorted(lang for lang, n in counts.items() if lang != UNDETERMINED and n >= MIN_LANGUAGE_ROWS)
+    return {"counts": counts, "supported": supported, "min_rows": MIN_LANGUAGE_ROWS}
+
+
+def build_meta(pipeline: Pipeline, data_paths: Sequence[str | Path], texts: Sequence[str], seed: int,
+               metrics: dict[str, Any], *, extra_sha: Sequence[str] = (), version_suffix: str = "",
+               training_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """model.json for a fitted pipeline: the one place it is built (train.py and retraining).
+
+    No timestamps or paths that differ between two identical runs go into what the version is
+    computed from; ``trained_at`` is informational.
+    """
+    digests = data_fingerprint(data_paths)
+    combined = sha256_of_strings(sorted(digests.values()) + list(extra_sha))
+    return {
+        "model_version": f"{__version__}+{combined[:12]}.s{seed}{version_suffix}",
+        "labels": list(LABELS),
+        "trained_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "training_data": {"files": digests, "sha256": combined, "rows": len(texts), **(training_extra or {})},
+        "languages": language_profile(texts),
+        "seed": seed,
+        "libraries": library_versions(),
+        "pipeline": describe_pipeline(pipeline),
+        "metrics": metrics,
+        "evaluations": {},
+    }
 
 
 def sha256_of_strings(parts: Sequence[str]) -> str:
@@ -189,15 +220,25 @@ def evaluate(
     policy = load_policy(policy_path if policy_path is not None else default_policy_path())
     df = read_labeled(eval_path)
     y_true = df["label"].tolist()
+    # decided exactly as the service decides: the Moderator's window, language and policy floors
+    from .moderator import LoadedModel, Moderator
+
+    moderator = Moderator(LoadedModel.from_artifact(artifact, Path(model_dir), fast=False), policy,
+                          window_chars=WINDOW_CHARS)
     windows = [bounded_window(text, WINDOW_CHARS) for text in df["text"].tolist()]
     texts = [w.text for w in windows]
-    truncated = [w.truncated for w in windows]
+    prediction = moderator.predict(df["text"].tolist())
+    truncated = prediction.truncated
+    conditions = [moderator.conditions(cut, lang) for cut, lang in zip(prediction.truncated, prediction.languages)]
     sources = df["source"].tolist() if "source" in df.columns else None
-    proba = artifact.predict_proba(texts)
+    proba = prediction.proba
     pred = np.asarray(LABELS)[proba.argmax(axis=1)]
     result = compute_metrics(y_true, pred)
     report(format_report(result, f"model {artifact.version} on {eval_path}"))
-    decisions = {"model": decision_metrics(y_true, proba, policy, truncated, sources)}
+    decisions = {"model": decision_metrics(y_true, proba, policy, truncated, sources, conditions)}
+    if "lang" in df.columns:
+        by_language = decision_metrics(y_true, proba, policy, truncated, df["lang"].tolist(), conditions)
+        decisions["model_by_language"] = by_language
     calibration = {"model": calibration_metrics(y_true, proba)}
 
     out: dict[str, Any] = {"file": str(eval_path), "sha256": sha256_file(eval_path), "model": result}
@@ -210,7 +251,7 @@ def evaluate(
         out["baseline"] = base
         report(compare_line("model", result, "baseline", base))
         base_proba = proba_in_label_order(baseline.predict_proba(texts), baseline.classes_)
-        decisions["baseline"] = decision_metrics(y_true, base_proba, policy, truncated, sources)
+        decisions["baseline"] = decision_metrics(y_true, base_proba, policy, truncated, sources, conditions)
         calibration["baseline"] = calibration_metrics(y_true, base_proba)
     else:
         report("baseline skipped: training corpus not found")
@@ -218,6 +259,10 @@ def evaluate(
     report("")
     report(format_decisions(decisions["model"], f"decisions of model {artifact.version} under {policy_name} "
                             f"on {eval_path.name}", calibration["model"]))
+    if "model_by_language" in decisions:
+        report("")
+        report(format_decisions(decisions["model_by_language"], f"the same decisions by the file's lang column "
+                                f"(model languages: {', '.join(sorted(moderator.model.supported_languages))})"))
     if "baseline" in decisions:
         report("")
         report(format_decisions(decisions["baseline"], f"decisions of the naive baseline under {policy_name} "

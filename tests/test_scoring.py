@@ -44,7 +44,7 @@ def test_csv_keeps_every_row_column_and_order(tmp_path: Path, model_dir: Path, c
     code = score_cli.main([str(src), "-o", str(tmp_path / "out.csv"), "--model-dir", str(model_dir), "--chunk-size", "16"])
     assert code == 0
     out = pd.read_csv(tmp_path / "out.csv", dtype={"id": str}, keep_default_na=False)
-    assert list(out.columns) == ["id", "text", "extra", "label", "confidence", *PROBA_COLUMNS, "action", "truncated",
+    assert list(out.columns) == ["id", "text", "extra", "label", "confidence", *PROBA_COLUMNS, "action", "truncated", "language",
                                  "policy_version", "error"]
     assert set(out["action"]) <= {"approve", "review", "reject"}
     assert out.loc[7, "action"] == "review"  # a row nobody could read is not published unseen
@@ -150,7 +150,7 @@ def test_header_only_csv_gives_a_header_only_output(tmp_path: Path, model_dir: P
     summary = score_file(tmp_path / "in.csv", tmp_path / "out.csv", model_dir)
     assert summary.rows == 0
     assert (tmp_path / "out.csv").read_text() == ("id,text,label,confidence," + ",".join(PROBA_COLUMNS)
-                                                   + ",action,truncated,policy_version,error\n")
+                                                   + ",action,truncated,language,policy_version,error\n")
 
 
 def test_failure_midway_leaves_an_existing_output_untouched(tmp_path: Path, model_dir: Path) -> None:

@@ -64,7 +64,7 @@ def test_classify_returns_prediction_action_and_version(client, app, artifact) -
     r = client.post("/v1/classify", json={"text": SPAM, "id": "c-1"})
     assert r.status_code == 200
     body = r.get_json()
-    assert list(body) == ["id", "label", "confidence", "probabilities", "action", "truncated", "model_version",
+    assert list(body) == ["id", "label", "confidence", "probabilities", "action", "truncated", "language", "model_version",
                           "policy_version"]
     assert body["policy_version"] == app.extensions["modclf"].policy.sha256[:12]
     assert body["id"] == "c-1"
@@ -497,7 +497,7 @@ def test_unknown_override_is_an_error() -> None:
 def test_state_interface_for_other_blueprints(app) -> None:
     state = app.extensions["modclf"]
     out = state.classify([SPAM, QUESTION])
-    assert [set(r) for r in out] == [{"label", "confidence", "probabilities", "action", "truncated", "model_version",
+    assert [set(r) for r in out] == [{"label", "confidence", "probabilities", "action", "truncated", "language", "model_version",
                                       "policy_version"}] * 2
     assert state.classify([]) == []
     assert state.policy.decide(out[0]["probabilities"]) == out[0]["action"]

@@ -1,0 +1,74 @@
+"""Fail safe on what the model cannot read: comments in languages the model was not trained on, or
+that the policy does not trust it with, are never auto-approved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import modclf
+from modclf.policy import DEFAULT_POLICY_PATH, PolicyError, load_policy, parse_policy
+
+# Our own sentences: a denial, written natively in each language (not from any evaluation file).
+DENIALS = {
+    "es": "Esto es mentira, el ejército nunca entró en la ciudad, lo vi con mis propios ojos.",
+    "de": "Das ist doch gelogen, die Armee ist nie in die Stadt gekommen, ich war selbst dort.",
+    "ru": "Это ложь, армия никогда не входила в город, я сам там был и всё видел.",
+    "ar": "هذا كذب واضح، الجيش لم يدخل المدينة أبدا وأنا كنت هناك بنفسي",
+    "fr": "C'est faux, l'armée n'est jamais entrée dans la ville, j'y étais moi-même.",
+    "tr": "Bu tamamen yalan, ordu şehre hiç girmedi, ben oradaydım ve gördüm.",
+    "pt": "Isso é mentira, o exército nunca entrou na cidade, eu estava lá e vi tudo.",
+    "it": "Questa è una bugia, l'esercito non è mai entrato in città, io c'ero e ho visto tutto.",
+}
+
+
+@pytest.fixture(scope="module")
+def moderator(model_dir: Path):
+    return modclf.load(model_dir)
+
+
+def test_model_records_the_languages_it_was_trained_on(moderator) -> None:
+    languages = moderator.model.artifact.meta["languages"]
+    assert "en" in languages["supported"] and languages["counts"]["en"] > 10_000
+    assert all(languages["counts"][lang] >= languages["min_rows"] for lang in languages["supported"])
+
+
+def test_comments_in_other_languages_are_never_approved(moderator) -> None:
+    verdicts = moderator.classify(list(DENIALS.values()))
+    for (lang, _), verdict in zip(DENIALS.items(), verdicts):
+        assert verdict.language == lang, (lang, verdict)
+        assert verdict.action != "approve", (lang, verdict)
+
+
+def test_languages_outside_the_policy_list_are_held(moderator) -> None:
+    shipped = load_policy(DEFAULT_POLICY_PATH)
+    assert shipped.languages is not None and "en" in shipped.languages
+    for lang in DENIALS:
+        if lang not in shipped.languages or lang not in moderator.model.supported_languages:
+            assert "unsupported_language" in moderator.conditions(False, lang), lang
+    assert moderator.conditions(False, "en") == ()
+    assert moderator.conditions(False, "und") == ()  # too short to tell: judged on its text alone
+
+
+def test_an_open_policy_trusts_every_trained_language(moderator) -> None:
+    open_policy = parse_policy({"labels": {"other": [{"at_least": 0.0, "action": "approve"}]}})
+    m = modclf.Moderator(moderator.model, open_policy)
+    for lang in moderator.model.supported_languages:
+        assert m.conditions(False, lang) == ()
+    assert m.conditions(False, "pt") == ("unsupported_language",) or "pt" in moderator.model.supported_languages
+
+
+def test_policy_languages_are_validated() -> None:
+    with pytest.raises(PolicyError, match="languages"):
+        parse_policy({"labels": {}, "languages": ["english"]})
+    with pytest.raises(PolicyError, match="languages"):
+        parse_policy({"labels": {}, "languages": "en"})
+
+
+def test_service_reports_the_language(model_dir: Path) -> None:
+    from modclf.serving import create_app
+
+    app = create_app({"model_dir": str(model_dir), "feedback_db": "sqlite://"})
+    body = app.test_client().post("/v1/classify", json={"text": DENIALS["es"]}).get_json()
+    assert body["language"] == "es" and body["action"] != "approve"
