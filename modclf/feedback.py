@@ -112,7 +112,8 @@ def _utc(value: _dt.datetime) -> _dt.datetime:
 class FeedbackStore:
     """Decisions in a SQL database. Thread-safe; safe across fork (one engine per process)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT):
+        self.busy_timeout = busy_timeout
         try:
             self._url: URL = make_url(url)
         except ArgumentError:
@@ -143,14 +144,14 @@ class FeedbackStore:
             path = self.sqlite_path()
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(self._url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
+            engine = create_engine(self._url, connect_args={"timeout": self.busy_timeout})
 
             @event.listens_for(engine, "connect")
             def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
                 # Take transaction control from the sqlite3 module, so "begin" below decides how.
                 dbapi_connection.isolation_level = None
                 cursor = dbapi_connection.cursor()
-                cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")  # first: the WAL switch may wait
+                cursor.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")  # first: the WAL switch may wait
                 cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
                 cursor.execute("PRAGMA synchronous=FULL")  # a commit is on disk before it returns
                 cursor.close()
@@ -213,35 +214,13 @@ class FeedbackStore:
         ``updated`` (the previous decision is moved to ``feedback_history``). Raises ValueError for
         a bad label or empty id/text, FeedbackError when the database fails.
         """
-        if label not in FEEDBACK_LABELS:
-            raise ValueError(f"unknown label {label!r} (labels: {', '.join(FEEDBACK_LABELS)})")
-        if not id or len(id) > MAX_ID_CHARS:
-            raise ValueError(f"id must have 1 to {MAX_ID_CHARS} characters")
-        if not text.strip():
-            raise ValueError("text is empty")
-        source = source[:MAX_SOURCE_CHARS]
-        t = feedback_table
+        check_decision(id, text, label)
         for attempt in range(3):
             try:
                 with self.engine().connect() as conn:
                     conn.execution_options(write=True)
                     with conn.begin():  # commits on leaving the block, before we return
-                        now = _now()
-                        row = conn.execute(select(t.c.text, t.c.label, t.c.source, t.c.updated_at)
-                                           .where(t.c.id == id)).first()
-                        if row is None:
-                            conn.execute(insert(t).values(id=id, text=text, label=label, source=source,
-                                                          created_at=now, updated_at=now))
-                            outcome: Outcome = "created"
-                        elif row.text == text and row.label == label:
-                            outcome = "unchanged"
-                        else:
-                            conn.execute(insert(history_table).values(
-                                id=id, text=row.text, label=row.label, source=row.source,
-                                decided_at=row.updated_at, replaced_at=now))
-                            conn.execute(update(t).where(t.c.id == id)
-                                         .values(text=text, label=label, source=source, updated_at=now))
-                            outcome = "updated"
+                        outcome = record_on(conn, id, text, label, source)
                 return outcome
             except IntegrityError:
                 # Another process inserted this id between our read and our insert (databases
@@ -279,6 +258,35 @@ class FeedbackStore:
                 return int(conn.execute(select(func.count()).select_from(feedback_table)).scalar_one())
         except SQLAlchemyError as exc:
             raise FeedbackError(f"feedback store {self.url}: read failed: {_short(exc)}") from None
+
+
+def check_decision(id: str, text: str, label: str) -> None:
+    """Raise ValueError for a bad label or an empty or over-long id, or an empty text."""
+    if label not in FEEDBACK_LABELS:
+        raise ValueError(f"unknown label {label!r} (labels: {', '.join(FEEDBACK_LABELS)})")
+    if not id or len(id) > MAX_ID_CHARS:
+        raise ValueError(f"id must have 1 to {MAX_ID_CHARS} characters")
+    if not text.strip():
+        raise ValueError("text is empty")
+
+
+def record_on(conn: Connection, id: str, text: str, label: str, source: str) -> Outcome:
+    """The write of :meth:`FeedbackStore.record` inside the caller's (write) transaction on ``conn``,
+    so another store on the same database (the review queue) can commit its own change and the
+    decision together. The caller checks the input (:func:`check_decision`) and commits."""
+    source = source[:MAX_SOURCE_CHARS]
+    t = feedback_table
+    now = _now()
+    row = conn.execute(select(t.c.text, t.c.label, t.c.source, t.c.updated_at).where(t.c.id == id)).first()
+    if row is None:
+        conn.execute(insert(t).values(id=id, text=text, label=label, source=source, created_at=now, updated_at=now))
+        return "created"
+    if row.text == text and row.label == label:
+        return "unchanged"
+    conn.execute(insert(history_table).values(id=id, text=row.text, label=row.label, source=row.source,
+                                              decided_at=row.updated_at, replaced_at=now))
+    conn.execute(update(t).where(t.c.id == id).values(text=text, label=label, source=source, updated_at=now))
+    return "updated"
 
 
 def _create_tables(engine: Engine) -> None:

@@ -279,11 +279,6 @@ BAD_BATCH = [
     ("comments missing", {}, "missing_field"),
     ("empty batch", {"comments": []}, "empty_batch"),
     ("batch too large", {"comments": [{"text": "a"}] * 9}, "batch_too_large"),
-    ("item not an object", {"comments": ["just text"]}, "invalid_type"),
-    ("item unknown field", {"comments": [{"text": "a", "score": 1}]}, "unknown_field"),
-    ("item missing text", {"comments": [{"id": "1"}]}, "missing_field"),
-    ("item empty text", {"comments": [{"text": "fine"}, {"text": "   "}]}, "empty_text"),
-    ("item id not a string", {"comments": [{"text": "a", "id": None}]}, "invalid_type"),
     ("unknown top-level field", {"comments": [{"text": "a"}], "extra": True}, "unknown_field"),
 ]
 
@@ -303,9 +298,53 @@ def test_bad_admin_reload_input(client, kwargs, status, code) -> None:
     assert_error(client.post("/v1/admin/reload", **kwargs), status, code)
 
 
-def test_batch_error_names_the_offending_item(client) -> None:
-    err = assert_error(client.post("/v1/classify/batch", json={"comments": [{"text": "a"}, {"text": ""}]}), 400, "empty_text")
-    assert "comments[1]" in err["message"]
+BAD_ITEMS = [
+    ("item not an object", "just text", "invalid_type", None),
+    ("item unknown field", {"text": "a", "score": 1, "id": "u"}, "unknown_field", "u"),
+    ("item missing text", {"id": "1"}, "missing_field", "1"),
+    ("item empty text", {"text": "   ", "id": "e"}, "empty_text", "e"),
+    ("item id not a string", {"text": "a", "id": None}, "invalid_type", None),
+    ("item id too long", {"text": "a", "id": "x" * 257}, "invalid_id", None),
+]
+
+
+@pytest.mark.parametrize("item,code,echoed", [c[1:] for c in BAD_ITEMS], ids=[c[0] for c in BAD_ITEMS])
+def test_a_bad_batch_item_gets_an_error_and_the_others_their_results(client, item, code, echoed) -> None:
+    r = client.post("/v1/classify/batch", json={"comments": [{"id": "a", "text": SPAM}, item, {"text": QUESTION}]})
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["count"] == 3 and body["errors"] == 1
+    first, bad, last = body["results"]
+    assert first["id"] == "a" and first["label"] == "spam"
+    assert last["id"] is None and last["label"] == "question"
+    assert bad == {"id": echoed, "error": {"code": code, "message": bad["error"]["message"]}}
+    assert "comments[1]" in bad["error"]["message"]
+    single = client.post("/v1/classify", json={"text": QUESTION}).get_json()
+    assert last["probabilities"] == pytest.approx(single["probabilities"], abs=1e-12)
+
+
+def test_a_batch_of_only_bad_items_answers_every_item(client) -> None:
+    body = client.post("/v1/classify/batch", json={"comments": [{"text": ""}, {"text": " "}]}).get_json()
+    assert body["count"] == 2 and body["errors"] == 2
+    assert [r["error"]["code"] for r in body["results"]] == ["empty_text", "empty_text"]
+
+
+def test_explain_spans_are_words_of_the_original_text_and_sum_to_the_logit(client, artifact) -> None:
+    text = "This is simply FALSE, read the article again!! <b>Really</b>"
+    body = client.post("/v1/classify?explain=true", json={"text": text}).get_json()
+    exp = body["explanation"]
+    spans = exp["spans"]
+    assert [s["text"] for s in spans] == ["This", "is", "simply", "FALSE,", "read", "the", "article", "again!!",
+                                          "<b>Really</b>"]
+    for span in spans:
+        assert text[span["start"]:span["end"]] == span["text"]
+    total = exp["intercept"] + sum(s["contribution"] for s in spans) + sum(u["contribution"] for u in exp["unplaced"])
+    assert total == pytest.approx(exp["logit"], abs=1e-9)
+    k = list(artifact.pipeline.named_steps["clf"].classes_).index(body["label"])
+    assert exp["logit"] == pytest.approx(artifact.pipeline.decision_function([text])[0, k], abs=1e-9)
+    assert len(exp["top_ngrams"]) == 5  # the raw n-grams are still there
+    batch = client.post("/v1/classify/batch?explain=true", json={"comments": [{"text": text}, {"text": ""}]}).get_json()
+    assert batch["results"][0]["explanation"]["spans"] == spans and "error" in batch["results"][1]
 
 
 def test_chunked_body_above_the_cap_is_413(client) -> None:

@@ -6,7 +6,8 @@ answering errors. Settings: :func:`modclf.settings.load_settings` (flags given a
 dict > ``MODCLF_*`` environment > settings file > defaults).
 
 Blueprints, all registered here: ``ops`` (probes, metrics, OpenAPI), ``api`` (/v1/classify,
-/v1/model, /v1/admin/reload), ``feedback`` (/v1/feedback, /v1/feedback/export), and, when their
+/v1/model, /v1/admin/reload), ``feedback`` (/v1/feedback, /v1/feedback/export), ``queue``
+(/v1/queue, /v1/queue/{id}/decision: the review queue, :mod:`modclf.queue`), and, when their
 secrets are set, the integrations ``coral`` (/integrations/coral) and ``akismet`` (/akismet/1.1/...).
 
 For other blueprints: ``app.extensions["modclf"]`` is the :class:`~modclf.serving.state.ServiceState`
@@ -28,12 +29,14 @@ from typing import Any
 from flask import Flask, g, request
 
 from .api import bp as api_bp
-from .auth import KeyRing, check_request
+from .auth import KeyRing, check_request, is_admin_path
 from .body import ERROR_KEY, BodyGuard
 from ..errors import ConfigError
 from ..feedback import FeedbackStore
 from ..settings import Settings, load_settings
 from .feedback_api import bp as feedback_bp
+from .queue_api import bp as queue_bp
+from ..queue import ReviewQueue
 from .integrations import akismet, coral
 from .integrations.openapi import add_paths
 from .errors import APIError, register_error_handlers
@@ -73,9 +76,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     _install_hooks(app, cfg, metrics)
     app.extensions["modclf_feedback"] = FeedbackStore(cfg.feedback_db)
+    queue = ReviewQueue(app.extensions["modclf_feedback"])
+    app.extensions["modclf_queue"] = queue
+    state.recorder = queue.record  # every held comment, whichever endpoint classified it
     app.register_blueprint(ops_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(feedback_bp)
+    app.register_blueprint(queue_bp)
     installed = []
     if cfg.coral_signing_secret:  # without its secret an integration is absent (404), not open
         app.extensions["modclf_coral_secrets"] = cfg.coral_signing_secret
@@ -123,7 +130,7 @@ def openapi_document(cfg: Settings) -> dict[str, Any]:
         for path, item in doc["paths"].items():
             if not path.startswith("/v1/"):
                 continue
-            if path.startswith("/v1/admin/") or cfg.auth_enabled:
+            if is_admin_path(path) or cfg.auth_enabled:
                 for operation in item.values():
                     operation["security"] = [{"bearerAuth": []}]
     return doc

@@ -11,11 +11,14 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 
 from ..errors import ModelError, PolicyError
+from ..explain import word_spans
+from ..moderator import Moderator
 from ..labels import LABELS
 from ..settings import Settings
 from .errors import APIError
 from .state import ServiceState
-from .validation import bool_arg, check_fields, check_id, check_query, check_text, read_json_object
+from .validation import (MAX_ID_CHARS, bool_arg, check_fields, check_id, check_query, check_text, read_json_object,
+                         without_surrogates)
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,11 @@ def classify_one() -> Any:
     body = read_json_object({"text", "id"}, {"text"})
     text = check_text(body["text"], "text")
     comment_id = check_id(body["id"], "id") if "id" in body else None
-    result = _state().classify([text], explain=explain)[0]
+    state = _state()
+    moderator = state.moderator  # one snapshot: the verdict and its word spans from the same model
+    result = state.classify([text], explain=explain, source="v1/classify", ids=[comment_id], moderator=moderator)[0]
+    if explain:
+        _add_spans([result], [text], moderator, state.window_chars)
     return jsonify({"id": comment_id, **result})
 
 
@@ -55,17 +62,52 @@ def classify_batch() -> Any:
         raise APIError(400, "empty_batch", "comments is empty; send at least one comment")
     if len(comments) > cfg.max_batch:
         raise APIError(400, "batch_too_large", f"comments has {len(comments)} items; the maximum is {cfg.max_batch}")
+    # Per item: a bad item gets {"id", "error"} in its place and every other item its result.
+    slots: list[dict[str, Any]] = []  # per item: {"id"} (to classify) or {"id", "error"}
     ids: list[str | None] = []
     texts: list[str] = []
     for i, item in enumerate(comments):
         where = f"comments[{i}]"
-        if not isinstance(item, dict):
-            raise APIError(400, "invalid_type", f"{where} must be an object with a text field")
-        check_fields(item, {"id", "text"}, {"text"}, where)
-        texts.append(check_text(item["text"], f"{where}.text"))
-        ids.append(check_id(item["id"], f"{where}.id") if "id" in item else None)
-    results = _state().classify(texts, explain=explain)
-    return jsonify({"count": len(results), "results": [{"id": i, **r} for i, r in zip(ids, results)]})
+        item_id = _echo_id(item)
+        try:
+            if not isinstance(item, dict):
+                raise APIError(400, "invalid_type", f"{where} must be an object with a text field")
+            check_fields(item, {"id", "text"}, {"text"}, where)
+            text = check_text(item["text"], f"{where}.text")
+            comment_id = check_id(item["id"], f"{where}.id") if "id" in item else None
+        except APIError as exc:
+            slots.append({"id": item_id, "error": {"code": exc.code, "message": exc.message}})
+            continue
+        slots.append({"id": comment_id})
+        ids.append(comment_id)
+        texts.append(text)
+    state = _state()
+    moderator = state.moderator
+    classified = state.classify(texts, explain=explain, source="v1/classify/batch", ids=ids, moderator=moderator)
+    if explain:
+        _add_spans(classified, texts, moderator, state.window_chars)
+    verdicts = iter(classified)
+    results = [slot if "error" in slot else {**slot, **next(verdicts)} for slot in slots]
+    errors = sum("error" in r for r in results)
+    return jsonify({"count": len(results), "errors": errors, "results": results})
+
+
+def _add_spans(results: list[dict[str, Any]], texts: list[str], moderator: Moderator, window_chars: int) -> None:
+    """``explanation.spans`` / ``unplaced``: the contributions gathered into words of the original
+    text (:func:`modclf.explain.word_spans`), beside the raw n-grams."""
+    for result, text in zip(results, texts):
+        words = word_spans(moderator.model, text, result["label"], window_chars=window_chars)
+        result["explanation"]["spans"] = words["spans"]
+        result["explanation"]["unplaced"] = words["unplaced"]
+
+
+def _echo_id(item: object) -> str | None:
+    """The id of a batch item, echoed beside its error when it is a usable one (else null)."""
+    if isinstance(item, dict):
+        value = item.get("id")
+        if isinstance(value, str) and len(value) <= MAX_ID_CHARS:
+            return without_surrogates(value)
+    return None
 
 
 @bp.get("/v1/model")

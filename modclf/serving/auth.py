@@ -1,7 +1,7 @@
 """Optional Bearer API keys (``MODCLF_API_KEYS``, ``MODCLF_ADMIN_API_KEYS``).
 
 When keys are configured, every ``/v1/`` path needs ``Authorization: Bearer <key>``; ``/v1/admin/``
-paths need an admin key (the API keys when no admin keys are set). Health, readiness, metrics and
+and the review queue (``/v1/queue``...) need an admin key (the API keys when no admin keys are set). Health, readiness, metrics and
 the OpenAPI document stay open, for load balancers and scrapers. Keys are compared as SHA-256
 digests with ``hmac.compare_digest``, so timing reveals neither a key nor its length.
 """
@@ -18,6 +18,12 @@ from .errors import APIError
 
 PROTECTED_PREFIX = "/v1/"
 ADMIN_PREFIX = "/v1/admin/"
+#: paths that need an admin key: administration and the moderators' review queue
+ADMIN_PREFIXES = (ADMIN_PREFIX, "/v1/queue")
+
+
+def is_admin_path(path: str) -> bool:
+    return path.startswith(ADMIN_PREFIXES)
 
 
 class KeyRing:
@@ -30,7 +36,10 @@ class KeyRing:
         return bool(self._digests)
 
     def accepts(self, key: str) -> bool:
-        digest = hashlib.sha256(key.encode("utf-8", "replace")).digest()
+        return self.accepts_digest(hashlib.sha256(key.encode("utf-8", "replace")).digest())
+
+    def accepts_digest(self, digest: bytes) -> bool:
+        """Whether ``digest`` is the SHA-256 of an accepted key (the console keeps only that)."""
         ok = False
         for d in self._digests:  # no early exit: constant work whichever key matches
             ok |= hmac.compare_digest(d, digest)
@@ -50,7 +59,7 @@ def check_request(api_keys: KeyRing, admin_keys: KeyRing) -> None:
     path = request.path
     if not path.startswith(PROTECTED_PREFIX):
         return
-    ring = admin_keys if path.startswith(ADMIN_PREFIX) else api_keys
+    ring = admin_keys if is_admin_path(path) else api_keys
     if not ring:
         return
     token = bearer_token()

@@ -41,6 +41,11 @@ class ServiceMetrics:
         self.predictions = Counter("modclf_predictions", "Comments classified, by predicted label and action",
                                    ["label", "action"], registry=r)
         self.reloads = Counter("modclf_model_reloads", "Model/policy reloads by result", ["result"], registry=r)
+        self.queue_recorded = Counter("modclf_queue_recorded", "Held comments added to the review queue",
+                                      registry=r)
+        self.queue_record_failures = Counter("modclf_queue_record_failures",
+                                             "Held comments not queued because the store failed (the verdict "
+                                             "was still answered)", registry=r)
         self.model_info = Gauge("modclf_model_info", "1 for the model version this process serves",
                                 ["version"], registry=r, multiprocess_mode="livemax")
 

@@ -9,6 +9,14 @@ Zero-downtime swap: a request reads ``self._model`` once and works on that objec
 self-check) before replacing the reference in one assignment. In-flight requests finish on the old
 model; later ones see the new one; nobody sees a half-loaded model, and a model that fails to load
 never replaces a working one.
+
+Review queue: when :attr:`ServiceState.recorder` is set (create_app sets it to
+:meth:`modclf.queue.ReviewQueue.record`), every verdict whose action is ``review`` is handed to it
+with the text, the caller's ``source`` and client id. The recorder runs inside the request, after
+the verdict is decided; an exception from it is logged and counted
+(``modclf_queue_record_failures_total``) and the verdict is still answered: a queue that is down
+must not turn into a classifier that is down (the platform still holds the comment; it is only
+missing from this service's queue).
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import logging
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import ModelError, PolicyError
 from ..moderator import DEFAULT_WINDOW_CHARS, LoadedModel, Moderator
@@ -44,6 +52,9 @@ class ServiceState:
         #: pid of the gunicorn master when running under gunicorn (set by the gunicorn config), so an
         #: admin reload in one worker can ask the master to replace every worker.
         self.supervisor_pid: int | None = None
+        #: called with the queue entries (verdict fields + text, source, client_id, story_url) of
+        #: the held comments of each classify call; see the module docstring
+        self.recorder: Callable[[list[dict[str, Any]]], Any] | None = None
         if metrics is not None:
             metrics.model_swapped(None, self._moderator.version)
 
@@ -78,10 +89,13 @@ class ServiceState:
         return self._moderator is not None
 
     def classify(self, texts: Sequence[str], *, explain: bool = False, explain_top: int | None = None,
-                 moderator: Moderator | None = None) -> list[dict[str, Any]]:
+                 moderator: Moderator | None = None, source: str = "api",
+                 ids: Sequence[str | None] | None = None, story_url: str | None = None) -> list[dict[str, Any]]:
         """Classify comments with the current moderator (or ``moderator``, a snapshot taken by a
         caller that also reads its policy); one JSON-ready dict per text, in order (the fields of
-        :class:`~modclf.moderator.Verdict`). Counts predictions in the metrics."""
+        :class:`~modclf.moderator.Verdict`). Counts predictions in the metrics. Held comments go to
+        the :attr:`recorder` with ``source`` (the endpoint or integration), the client's ``ids``
+        (one per text) and ``story_url``."""
         moderator = moderator or self._moderator  # one consistent snapshot for the whole call
         if not texts:
             return []
@@ -89,7 +103,27 @@ class ServiceState:
         results = [v.as_dict() for v in verdicts]
         if self.metrics is not None:
             self.metrics.count_predictions([r["label"] for r in results], [r["action"] for r in results])
+        if self.recorder is not None:
+            self._record(results, texts, source, ids, story_url)
         return results
+
+    def _record(self, results: list[dict[str, Any]], texts: Sequence[str], source: str,
+                ids: Sequence[str | None] | None, story_url: str | None) -> None:
+        """Hand the held comments to the recorder; never raises (see the module docstring)."""
+        from ..queue import review_entries
+
+        entries = review_entries(results, texts, source=source, client_ids=ids, story_url=story_url)
+        if not entries:
+            return
+        try:
+            added = self.recorder(entries)  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - by design: the verdict is answered whatever the queue does
+            log.error("review queue: %d held comment(s) from %s not queued: %s", len(entries), source, exc)
+            if self.metrics is not None:
+                self.metrics.queue_record_failures.inc(len(entries))
+            return
+        if self.metrics is not None and isinstance(added, int) and added:
+            self.metrics.queue_recorded.inc(added)
 
     # -- write side ------------------------------------------------------------------------------
 

@@ -517,7 +517,7 @@ def comment_check() -> Response:
         return _plain("false")  # nothing to judge (e.g. a sign-up without text)
     state: ServiceState = current_app.extensions["modclf"]
     moderator = state.moderator  # one snapshot: its model and its policy decide together
-    result = state.classify([text], moderator=moderator)[0]
+    result = state.classify([text], moderator=moderator, source="akismet", story_url=form.get("permalink") or None)[0]
     policy = moderator.policy
     if spam_signal(result, policy):
         return _plain("true", {PRO_TIP_HEADER: "discard"} if result["action"] == "reject" else None)

@@ -177,7 +177,7 @@ def _oversize_verdict(secrets: Sequence[str]) -> Response:
     return response
 
 
-def _parse_request(raw: bytes) -> str:
+def _parse_request(raw: bytes) -> tuple[str, str | None]:
     """The comment body of an External Moderation Request (other fields are checked, not needed).
 
     Unknown fields are accepted: Coral adds fields across versions (``tenant`` vs ``tenantID``),
@@ -204,7 +204,9 @@ def _parse_request(raw: bytes) -> str:
     body = comment.get("body")
     if not isinstance(body, str):
         raise APIError(400, "missing_field" if body is None else "invalid_type", "comment.body must be a string")
-    return without_surrogates(body)
+    story = obj.get("story")
+    story_url = story.get("url") if isinstance(story, dict) else None
+    return without_surrogates(body), without_surrogates(story_url) if isinstance(story_url, str) else None
 
 
 @bp.post(PATH)
@@ -219,12 +221,13 @@ def moderate() -> Any:
         log.warning("Coral request refused: %s missing or not signed by a configured secret "
                     "(from %s)", SIGNATURE_HEADER, request.remote_addr)
         raise APIError(401, "invalid_signature", f"missing or invalid {SIGNATURE_HEADER}")
-    text = plain_text(_parse_request(raw))
+    body, story_url = _parse_request(raw)
+    text = plain_text(body)
     if not text.strip():
         return Response(status=204)  # nothing to judge: leave the comment to Coral's own settings
     state: ServiceState = current_app.extensions["modclf"]
     moderator = state.moderator  # one snapshot: its model and its policy decide together
-    result = state.classify([text], moderator=moderator)[0]
+    result = state.classify([text], moderator=moderator, source="coral", story_url=story_url)[0]
     policy = moderator.policy
     response = coral_response(result, policy)
     if response is None:
