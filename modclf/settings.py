@@ -71,6 +71,9 @@ class Settings:
     coral_signing_secret: tuple[str, ...] = field(default=(), repr=False)
     #: Akismet API keys; empty = the Akismet-compatible API is not installed
     akismet_api_keys: tuple[str, ...] = field(default=(), repr=False)
+    #: secret signing the moderation console's session cookie; empty = derived from the admin
+    #: keys (sessions end when the keys change), or random per server start when no key is set
+    console_secret: str = field(default="", repr=False)
     #: gunicorn: address to listen on
     bind: str = "127.0.0.1:8000"
     #: gunicorn: worker processes (0 = 2 x CPUs + 1)

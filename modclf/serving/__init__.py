@@ -7,7 +7,8 @@ dict > ``MODCLF_*`` environment > settings file > defaults).
 
 Blueprints, all registered here: ``ops`` (probes, metrics, OpenAPI), ``api`` (/v1/classify,
 /v1/model, /v1/admin/reload), ``feedback`` (/v1/feedback, /v1/feedback/export), ``queue``
-(/v1/queue, /v1/queue/{id}/decision: the review queue, :mod:`modclf.queue`), and, when their
+(/v1/queue, /v1/queue/{id}/decision: the review queue, :mod:`modclf.queue`), ``console``
+(/moderate/: the moderation console, :mod:`modclf.serving.console`), and, when their
 secrets are set, the integrations ``coral`` (/integrations/coral) and ``akismet`` (/akismet/1.1/...).
 
 For other blueprints: ``app.extensions["modclf"]`` is the :class:`~modclf.serving.state.ServiceState`
@@ -36,6 +37,7 @@ from ..feedback import FeedbackStore
 from ..settings import Settings, load_settings
 from .feedback_api import bp as feedback_bp
 from .queue_api import bp as queue_bp
+from . import console
 from ..queue import ReviewQueue
 from .integrations import akismet, coral
 from .integrations.openapi import add_paths
@@ -83,6 +85,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(feedback_bp)
     app.register_blueprint(queue_bp)
+    console.install(app, cfg.console_secret, cfg.admin_keys)  # /moderate/: the queue for people
     installed = []
     if cfg.coral_signing_secret:  # without its secret an integration is absent (404), not open
         app.extensions["modclf_coral_secrets"] = cfg.coral_signing_secret

@@ -1,0 +1,199 @@
+"""The moderation console at /moderate/: login, CSRF, escaping (Flask test client), and end to end in
+headless Chromium against the real gunicorn server (Playwright driving the system's /usr/bin/chromium;
+skipped with the reason where it or Playwright is missing)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+from unittest import mock
+
+import pytest
+import requests
+
+from modclf.serving import create_app
+
+from .integrations_support import ROOT, start_server
+
+ADMIN = "admin-key-for-console-tests-0123"
+REVIEW_ALL = "labels:\n  spam:\n    - {at_least: 0.0, action: review}\ndefault: review\n"
+DISPUTE = "This is simply false, the author clearly has no idea what he is talking about."
+XSS = 'Nice <script>window.pwned=1;alert("x")</script> and <img src=x onerror="window.pwned=2"> really'
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def make_app(model_dir: Path, tmp_path: Path, **config: Any):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(REVIEW_ALL)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODCLF_", "CORAL_", "AKISMET_"))}
+    with mock.patch.dict(os.environ, env, clear=True):
+        return create_app({"model_dir": str(model_dir), "policy": str(policy),
+                           "feedback_db": f"sqlite:///{tmp_path / 'store.db'}", **config})
+
+
+def csrf(html: str) -> str:
+    match = re.search(r'(?:name="csrf_token"|id="csrf") value="([^"]+)"', html)
+    assert match, html[:500]
+    return match.group(1)
+
+
+def login(client, key: str = ADMIN):
+    token = csrf(client.get("/moderate/login").get_data(as_text=True))
+    return client.post("/moderate/login", data={"key": key, "csrf_token": token})
+
+
+@pytest.fixture()
+def keyed(model_dir: Path, tmp_path: Path):
+    return make_app(model_dir, tmp_path, admin_api_keys=ADMIN)
+
+
+def test_the_console_needs_a_login_with_an_admin_key(keyed) -> None:
+    client = keyed.test_client()
+    r = client.get("/moderate/")
+    assert r.status_code == 303 and r.headers["Location"].endswith("/moderate/login")
+    assert login(client, "not-the-key-0123456789").status_code == 401
+    ok = login(client)
+    assert ok.status_code == 303
+    cookie = ok.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/moderate" in cookie
+    assert ADMIN not in cookie  # only a digest of the key is in the (signed, readable) cookie
+    assert client.get("/moderate/").status_code == 200
+    assert client.get("/moderate/decisions").status_code == 200
+
+
+def test_login_and_decisions_need_the_csrf_token(keyed) -> None:
+    client = keyed.test_client()
+    client.get("/moderate/login")
+    r = client.post("/moderate/login", data={"key": ADMIN, "csrf_token": "forged"})
+    assert r.status_code == 403
+    login(client)
+    client.post("/v1/classify", json={"text": DISPUTE})
+    html = client.get("/moderate/").get_data(as_text=True)
+    item_id = re.search(r'data-id="(\d+)"', html).group(1)
+    assert client.post(f"/moderate/decide/{item_id}", json={"action": "approve"}).status_code == 403
+    r = client.post(f"/moderate/decide/{item_id}", json={"action": "approve"}, headers={"X-CSRF-Token": csrf(html)})
+    assert r.status_code == 200 and r.get_json()["pending"] == 0
+
+
+def test_a_session_ends_when_its_key_is_removed(model_dir: Path, tmp_path: Path) -> None:
+    client = make_app(model_dir, tmp_path, admin_api_keys=ADMIN, console_secret="s" * 32).test_client()
+    login(client)
+    cookie = client.get_cookie("modclf_console", path="/moderate")
+    other = make_app(model_dir, tmp_path, admin_api_keys="another-admin-key-0123456789",
+                     console_secret="s" * 32).test_client()  # same secret, the key was rotated
+    other.set_cookie("modclf_console", cookie.value, path="/moderate")
+    assert other.get("/moderate/").status_code == 303
+
+
+def test_comments_are_escaped_and_the_page_forbids_inline_script(keyed) -> None:
+    client = keyed.test_client()
+    login(client)
+    client.post("/v1/classify", json={"text": XSS})
+    r = client.get("/moderate/")
+    html = r.get_data(as_text=True)
+    assert "<script>window" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;" in html and "&lt;img src=x onerror=" in html
+    csp = r.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert r.headers["Cache-Control"] == "no-store"
+
+
+def test_without_keys_the_console_is_open_and_says_so(model_dir: Path, tmp_path: Path) -> None:
+    client = make_app(model_dir, tmp_path).test_client()
+    r = client.get("/moderate/")
+    assert r.status_code == 200 and "No admin key is configured" in r.get_data(as_text=True)
+
+
+# -- in a real browser ----------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def browser() -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def test_moderating_by_keyboard_in_chromium(browser, model_dir: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(REVIEW_ALL)
+    db = tmp_path / "store.db"
+    server = start_server("gunicorn", tmp_path / "server.log", {
+        "MODCLF_MODEL_DIR": str(model_dir), "MODCLF_POLICY": str(policy), "MODCLF_FEEDBACK_DB": f"sqlite:///{db}",
+        "MODCLF_ADMIN_API_KEYS": ADMIN})
+    try:
+        for text in (DISPUTE, XSS, "Does anyone know which town this was filmed in? The article does not say.",
+                     "Thank you for covering this, the interviews were really moving."):
+            assert requests.post(f"{server.url}/v1/classify", json={"text": text}, timeout=30).json()["action"] == "review"
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(f"{server.url}/moderate/")
+        assert page.url.endswith("/moderate/login")
+        page.fill("#key", ADMIN)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#queue li.item")
+        assert page.inner_text("#pending-count") == "4"
+        first = page.locator("#queue li.item").first
+        assert first.locator("p.text").inner_text() == DISPUTE
+        highlighted = first.locator("mark").all_inner_texts()
+        assert highlighted and all(word in DISPUTE for word in highlighted)
+        # the attacker's HTML is text: no element was created from it and nothing ran
+        xss = page.locator("#queue li.item").nth(1)
+        assert xss.locator("p.text").inner_text() == XSS
+        assert xss.locator("p.text script, p.text img").count() == 0
+        assert page.evaluate("window.pwned") is None and dialogs == []
+        page.screenshot(path=str(tmp_path / "queue.png"), full_page=True)
+        docs_png = ROOT / "docs" / "console.png"  # the README's screenshot: refreshed on request only
+        if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1" or not docs_png.exists():
+            docs_png.parent.mkdir(exist_ok=True)
+            shutil.copy(tmp_path / "queue.png", docs_png)
+        # keyboard only: the first item is selected; a approves it
+        first_id = first.get_attribute("data-id")
+        page.keyboard.press("a")
+        page.wait_for_selector(f"#item-{first_id}", state="detached")
+        assert page.inner_text("#pending-count") == "3"
+        # j moves down; l + type-ahead picks a label; r rejects with it
+        second_id = page.locator("#queue li.item").first.get_attribute("data-id")
+        page.keyboard.press("j")
+        page.keyboard.press("k")
+        page.keyboard.press("l")
+        page.keyboard.press("s")  # "spam", the first option starting with s
+        assert page.locator(f"#relabel-{second_id}").input_value() == "spam"
+        page.keyboard.press("r")
+        page.wait_for_selector(f"#item-{second_id}", state="detached")
+        assert page.inner_text("#pending-count") == "2"
+        page.screenshot(path=str(tmp_path / "after-decisions.png"), full_page=True)
+        # both decisions reached the feedback store that retraining reads
+        export = requests.get(f"{server.url}/v1/feedback/export", timeout=30)
+        rows = {r["text"]: r for r in csv.DictReader(io.StringIO(export.text))}
+        assert rows[DISPUTE]["label"] == "dispute" and rows[XSS]["label"] == "spam"
+        queue = requests.get(f"{server.url}/v1/queue", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30).json()
+        assert queue["pending"] == 2 and DISPUTE not in [i["text"] for i in queue["items"]]
+        # the decisions view, and the page on a phone-sized screen
+        page.goto(f"{server.url}/moderate/decisions")
+        assert page.locator("table.recent tbody tr").count() == 2
+        assert page.locator("svg.chart rect").count() >= 2
+        page.screenshot(path=str(tmp_path / "decisions.png"), full_page=True)
+        phone = browser.new_page(viewport={"width": 375, "height": 740})
+        phone.context.add_cookies(page.context.cookies())
+        phone.goto(f"{server.url}/moderate/")
+        phone.wait_for_selector("#queue li.item")
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 375
+        phone.screenshot(path=str(tmp_path / "queue-375.png"), full_page=True)
+        assert dialogs == []
+    finally:
+        server.stop()
