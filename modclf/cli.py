@@ -290,7 +290,7 @@ def _feedback_export(args: argparse.Namespace) -> int:
             sys.stdout.write(chunk)
         sys.stdout.flush()
         return 0
-    from .model import atomic_write_bytes
+    from .atomic import atomic_write_bytes
 
     atomic_write_bytes(Path(args.output), "".join(chunks).encode("utf-8"))
     print(f"wrote {args.output}", file=sys.stderr)

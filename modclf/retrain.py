@@ -23,7 +23,6 @@ import hashlib
 import logging
 import os
 import re
-import unicodedata
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -36,6 +35,7 @@ from tqdm.auto import tqdm
 from .data import DataError, check_label_counts, read_many
 from .evaluation import compare_line, compute_metrics, format_report
 from .feedback import HAM, Decision, FeedbackError, FeedbackStore, resolve_db_url
+from .atomic import fsync_dir
 from .labels import LABELS
 from .model import META_FILE, MODEL_FILE, ModelArtifact, ModelError, dump_pipeline, fit_model, load_artifact, read_meta, write_json
 from .training import build_meta
@@ -47,8 +47,12 @@ _VERSIONED_MODEL = re.compile(r"^model-[0-9a-f]{16}\.joblib$")
 
 
 def text_key(text: str) -> str:
-    """What "the same text" means when a decision overrides the corpus."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
+    """What "the same text" means when a decision overrides the corpus: the corpus's own dedup key
+    (:func:`modclf.text.dedup_key`: the model cannot tell two such texts apart, so they must not
+    carry different labels)."""
+    from .text import dedup_key
+
+    return dedup_key(text)
 
 
 def merge_decisions(corpus: pd.DataFrame, decisions: Sequence[Decision],
@@ -177,19 +181,6 @@ def _candidate_meta(pipeline: Pipeline, data_paths: Sequence[str | Path], decisi
                       training_extra={"feedback": {**stats, "sha256": feedback_sha, "store": FeedbackStore(url).url}})
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def promote(pipeline: Pipeline, meta: dict[str, Any], model_dir: str | Path) -> dict[str, Any]:
     """Write the candidate so that readers switch from the old model to the new one in one step.
 
@@ -217,10 +208,10 @@ def promote(pipeline: Pipeline, meta: dict[str, Any], model_dir: str | Path) -> 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(model_dir)
+    fsync_dir(model_dir)
     meta = {**meta, "model_file": name, "model_sha256": sha}
     write_json(model_dir / META_FILE, meta)  # the switch
-    _fsync_dir(model_dir)
+    fsync_dir(model_dir)
     _alias_model_file(model_dir, name)
     keep = {name, MODEL_FILE, previous_file}
     for path in model_dir.glob("model-*.joblib"):
@@ -243,7 +234,7 @@ def _alias_model_file(model_dir: Path, name: str) -> None:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
     os.replace(tmp, model_dir / MODEL_FILE)
-    _fsync_dir(model_dir)
+    fsync_dir(model_dir)
 
 
 __all__ = ["retrain_with_feedback", "merge_decisions", "promote", "text_key"]

@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -32,6 +31,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from .errors import ScoringError
+from .atomic import atomic_path
 from .csvsafe import safe_cell, safe_frame
 from .labels import LABELS
 
@@ -123,17 +123,14 @@ def iter_chunks(path: str | Path, fmt: str, chunk_size: int) -> Iterator[pd.Data
 
 
 def _write_part(df: pd.DataFrame, path: Path, fmt: str) -> None:
-    """Write one part atomically (temporary name, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    if fmt == "csv":
-        _write_csv_rows(df, tmp)
-    elif fmt == "jsonl":
-        df.to_json(tmp, orient="records", lines=True, force_ascii=False)
-    else:
-        pq.write_table(_to_arrow(df), tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write one part atomically (modclf.atomic)."""
+    with atomic_path(path) as tmp:
+        if fmt == "csv":
+            _write_csv_rows(df, tmp)
+        elif fmt == "jsonl":
+            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        else:
+            pq.write_table(_to_arrow(df), tmp)
 
 
 def _write_csv_rows(df: pd.DataFrame, path: Path) -> None:
@@ -163,11 +160,7 @@ def _to_arrow(df: pd.DataFrame) -> pa.Table:
 
 def _join_parts(parts: list[Path], columns: list[str], output: Path, fmt: str) -> None:
     """Concatenate parts in order into a temporary file next to ``output``, then rename it."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(output) as tmp:
         if fmt == "parquet":
             # Types are inferred per chunk (a JSONL column may be all-null in one chunk and text in
             # the next), so the output schema is the permissive union of the parts' schemas.
@@ -189,12 +182,6 @@ def _join_parts(parts: list[Path], columns: list[str], output: Path, fmt: str) -
                 for part in parts:
                     with open(part, "rb") as fh:
                         shutil.copyfileobj(fh, out, 1 << 20)
-                out.flush()
-                os.fsync(out.fileno())
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------- the run

@@ -118,7 +118,7 @@ class BodyGuard:
             environ[ERROR_KEY] = (408, "request_timeout", f"the request body was not received within {self.body_timeout:g} s")
             return
         except Exception as exc:  # the server's parser: bad chunk size, missing terminator, early EOF
-            log.info("malformed request body: %s: %s", type(exc).__name__, str(exc)[:200])
+            log.info("malformed request body: %s: %r", type(exc).__name__, str(exc)[:200])
             environ[ERROR_KEY] = (400, "malformed_body", f"the request body could not be read ({type(exc).__name__}): "
                                   "check Content-Length and chunked transfer encoding")
             return
