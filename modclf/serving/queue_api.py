@@ -64,7 +64,8 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 def list_pending(queue: ReviewQueue) -> dict[str, Any]:
     """The GET /v1/queue answer for the current request's query (also used by the console)."""
     check_query({"order", "label", "source", "limit", "cursor", "offset"})
-    order = _one_arg("order") or "oldest"
+    order = _one_arg("order")
+    order = "oldest" if order is None else order
     if order not in ORDERS:
         raise APIError(400, "invalid_query", f"order must be one of {', '.join(ORDERS)}")
     label = _one_arg("label")
