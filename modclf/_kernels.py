@@ -21,6 +21,22 @@ SPACE = 1  # str.isspace(): what str.split() splits on
 WORD = 2  # regex \w in str patterns (str.isalnum() or "_")
 ALPHA = 4  # str.isalpha()
 UPPER = 8  # str.isupper()
+IGNORABLE = 16  # modclf.text.IGNORABLE_RANGES (below the table size; U+E0000..U+E0FFF are checked in code)
+MARK = 32  # modclf.text.MARK_RANGES: combining marks removed over Latin letters and digits
+FOLD = 64  # a key of modclf.text.ALWAYS_FOLD (replaced everywhere)
+LATIN = 128  # ASCII letter or digit (combining marks after one are removed)
+
+#: Separators between spelled-out letters besides whitespace (see modclf.text.join_spelled).
+SPELL_PUNCT = "-_.*·•|/+~,:"
+_SPELL_PUNCT = np.array([ord(c) for c in SPELL_PUNCT], dtype=np.uint32)
+#: Runs with fewer letters than this are left alone (a list of numbers, "1 - 2 - 3 - 4").
+SPELLED_MIN_LETTERS = 4
+
+#: Letters of the scripts with Latin look-alikes (Greek, Cyrillic, Armenian) lie in
+#: [SCRIPT_FIRST, SCRIPT_FIRST + len(script_class)); script_class gives each one's class.
+SCRIPT_FIRST = 0x0370
+LOOKALIKE = 1  # a key of modclf.text.SCRIPT_FOLD
+SCRIPT_OTHER = 2  # a letter of those scripts without a Latin look-alike
 
 _MULT = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier, arithmetic mod 2**64
 _SEED = np.uint64(0x84222325CBF29CE4)
@@ -98,6 +114,164 @@ def count_letters(cp: np.ndarray, flags: np.ndarray) -> tuple[int, int]:
         letters += (f & ALPHA) != 0
         upper += (f & UPPER) != 0
     return letters, upper
+
+
+@njit(cache=True, nogil=True)
+def _alnum(flags: np.ndarray, c: np.uint32) -> bool:
+    """Regex ``[^\\W_]``: a word character other than the underscore (str.isalnum())."""
+    return (_flag(flags, c) & WORD) != 0 and c != 95
+
+
+@njit(cache=True, nogil=True)
+def _script_class(script_class: np.ndarray, c: np.uint32) -> int:
+    return script_class[c - SCRIPT_FIRST] if c >= SCRIPT_FIRST and c < SCRIPT_FIRST + script_class.size else 0
+
+
+@njit(cache=True, nogil=True)
+def clean_text(cp, flags, fold_keys, fold_starts, fold_pool, script_class, script_latin, out):  # type: ignore[no-untyped-def]
+    """The cleaning of modclf.text.fold_unicode (steps 1-3 there) of ``cp`` into ``out``.
+
+    ``fold_keys`` (sorted) are the ALWAYS_FOLD characters, replaced by
+    ``fold_pool[fold_starts[k]:fold_starts[k + 1]]``; ``out`` is at least twice as long as ``cp``.
+    ``script_class`` and ``script_latin`` describe the code points from SCRIPT_FIRST on. Returns
+    the length of the result, or -1 when it equals ``cp``.
+    """
+    n_flags = flags.size
+    changed = False
+    lookalikes = False
+    # 1. ignorables out, ALWAYS_FOLD in
+    n = 0
+    for c in cp:
+        if c < n_flags:
+            f = flags[c]
+        elif c >= 0xE0000 and c <= 0xE0FFF:  # tag characters and variation selectors supplement
+            changed = True
+            continue
+        else:
+            f = 0
+        if f & IGNORABLE:
+            changed = True
+            continue
+        if f & FOLD:
+            k = np.searchsorted(fold_keys, c)
+            for j in range(fold_starts[k], fold_starts[k + 1]):
+                out[n] = fold_pool[j]
+                n += 1
+            changed = True
+            continue
+        lookalikes |= _script_class(script_class, c) == LOOKALIKE
+        out[n] = c
+        n += 1
+    # 2. look-alikes, per run of letters
+    if lookalikes:
+        starts = np.empty(n // 2 + 1, dtype=np.int64)
+        ends = np.empty(n // 2 + 1, dtype=np.int64)
+        latin_run = np.empty(n // 2 + 1, dtype=np.bool_)
+        m = 0
+        mixed = 0
+        real = 0
+        any_latin = False
+        i = 0
+        while i < n:
+            if not (_flag(flags, out[i]) & ALPHA):
+                i += 1
+                continue
+            j = i
+            look = False
+            other = False
+            latin = False
+            while j < n and _flag(flags, out[j]) & ALPHA:
+                c = out[j]
+                if c < 128:
+                    latin = True
+                else:
+                    k = _script_class(script_class, c)
+                    look |= k == LOOKALIKE
+                    other |= k == SCRIPT_OTHER
+                j += 1
+            any_latin |= latin
+            if other:
+                real += 1
+            elif look:
+                mixed += latin
+                starts[m] = i
+                ends[m] = j
+                latin_run[m] = latin
+                m += 1
+            i = j
+        fold_all = mixed > real or (real == 0 and any_latin)
+        for r in range(m):
+            if latin_run[r] or fold_all:
+                for i in range(starts[r], ends[r]):
+                    c = out[i]
+                    if _script_class(script_class, c) == LOOKALIKE:
+                        out[i] = script_latin[c - SCRIPT_FIRST]
+                        changed = True
+    # 3. marks after ASCII letters and digits (in place)
+    o = 0
+    on_latin = False
+    for i in range(n):
+        c = out[i]
+        f = flags[c] if c < n_flags else 0
+        if on_latin and f & MARK:
+            changed = True
+            continue
+        out[o] = c
+        o += 1
+        on_latin = (f & LATIN) != 0
+    return o if changed else -1
+
+
+@njit(cache=True, nogil=True)
+def next_spelled_run(cp, flags: np.ndarray, start: int) -> int:  # type: ignore[no-untyped-def]
+    """Where the next run of ``modclf.text._SPELLED`` with SPELLED_MIN_LETTERS letters starts, -1 if none.
+
+    A run is 4+ single alphanumerics (no alphanumeric before or after each) where each is separated
+    from the next by whitespace, or by optional whitespace, one SPELL_PUNCT character, optional
+    whitespace. One pass from ``start`` (a position where no run is under way: 0, or the end of a
+    run); runs are maximal, as the regex's greedy matches are. ``cp``: code points (uint32), or the
+    bytes of an ASCII text.
+    """
+    punct = _SPELL_PUNCT
+    n = len(cp)
+    i = start
+    before = i > 0 and _alnum(flags, cp[i - 1])  # cp[i - 1] is alphanumeric
+    here = i < n and _alnum(flags, cp[i])
+    while i < n:
+        after = i + 1 < n and _alnum(flags, cp[i + 1])
+        if not here or before or after:
+            before, here = here, after
+            i += 1
+            continue
+        singles = 1  # cp[i] is a single: follow the run
+        letters = 1 if _flag(flags, cp[i]) & ALPHA else 0
+        j = i + 1  # just after the last single of the run
+        while True:
+            k = j
+            while k < n and _flag(flags, cp[k]) & SPACE:
+                k += 1
+            if k < n and not (k > j and _alnum(flags, cp[k])):
+                is_punct = False
+                for p in punct:
+                    if cp[k] == p:
+                        is_punct = True
+                        break
+                if not is_punct:
+                    break
+                k += 1
+                while k < n and _flag(flags, cp[k]) & SPACE:
+                    k += 1
+            if k >= n or not _alnum(flags, cp[k]) or (k + 1 < n and _alnum(flags, cp[k + 1])):
+                break
+            singles += 1
+            if _flag(flags, cp[k]) & ALPHA:
+                letters += 1
+            j = k + 1
+        if singles >= 4 and letters >= SPELLED_MIN_LETTERS:
+            return i
+        i = j  # cp[j - 1] is the run's last single; cp[j] is not alphanumeric
+        before, here = True, False
+    return -1
 
 
 @njit(cache=True, nogil=True)

@@ -1,0 +1,179 @@
+"""Disguised link drops must still be held: look-alike letters, invisible characters, spelled-out links.
+
+Unit tests pin what normalize_text makes of each disguise (and what it must leave alone: Russian,
+Greek, accented text, lists of numbers, English that mentions a dot). The model tests disguise a
+seeded sample of the corpus's spam with modclf.evasion, exactly as bench/evasion_report.py does
+over the whole corpus, and check that the policy still does not approve them.
+
+Measured with bench/evasion_report.py on all 1,593 spam rows of the corpus (14,143 rows, policy.yaml):
+the share of variants not approved among those whose original is not approved is 0.999-1.000 for
+every kind except padding (0.014, see test_padding_is_not_caught_yet; before the disguises were
+undone: 0.80 for look-alikes and enclosed letters, 0.92-0.99 for the others). The thresholds below
+leave room for a different sample and corpus.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modclf import evasion as E
+from modclf.labels import LABELS
+from modclf.policy import load_policy
+from modclf.text import normalize_text
+
+from .conftest import DATA
+
+# ---------------------------------------------------------------- normalize_text, per disguise
+
+
+@pytest.mark.parametrize("disguised, plain", [
+    # look-alike letters: Cyrillic, Greek, Armenian, Latin small capitals, Roman numerals, letterlike symbols
+    ("Сheар Wiηԁօωѕ 10 Ρгօ kеуѕ", "cheap windows 10 pro keys"),
+    ("ԝԝԝ.ѕіtе.соm", "zzurl"),
+    ("Ьuу ⅽһеар ꜱᴛᴜꜰꜰ ɑt mу ѕіtе", "buy cheap stuff at my site"),
+    ("Visit сору now", "visit copy now"),  # a word of look-alikes only, in a Latin comment
+    ("ϲℎеϲк ⅰt", "check it"),
+])
+def test_lookalikes(disguised: str, plain: str) -> None:
+    assert normalize_text(disguised) == plain
+
+
+@pytest.mark.parametrize("disguised, plain", [
+    ("ｗｗｗ．ｃｈｅａｐ－ｐｉｌｌｓ．ｃｏｍ", "zzurl"),  # fullwidth
+    ("ｂｕｙ\u3000ｎｏｗ", "buy now"),  # with an ideographic space
+    ("𝐛𝐮𝐲 𝐧𝐨𝐰 𝔣𝔯𝔢𝔢 𝟏𝟎𝟎", "buy now free 100"),  # mathematical bold, fraktur, digits
+    ("𝕔𝕙𝕖𝕒𝕡-𝕡𝕚𝕝𝕝𝕤.𝕔𝕠𝕞", "zzurl"),  # double-struck
+    ("ⓦⓦⓦ.ⓢⓘⓣⓔ.ⓒⓞⓜ", "zzurl"),  # circled
+    ("🅵🆁🅴🅴 ➊⓿⓿⓿ 🅐🅟🅟", "free 100 app"),  # negative squared and circled letters and digits (runs cut to two)
+    ("call 1\ufe0f\u20e32\ufe0f\u20e33\ufe0f\u20e3", "call 123"),  # keycap digits
+])
+def test_compatibility_forms(disguised: str, plain: str) -> None:
+    assert normalize_text(disguised) == plain
+
+
+@pytest.mark.parametrize("invisible", ["\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\u2060", "\u2062", "\ufeff",
+                                       "\u00ad", "\u034f", "\u180e", "\ufe0f", "\ufe00", "\U000e0100", "\u202e",
+                                       "\u2066", "\u061c", "\U000e0041", "\U000e0020"])
+def test_invisible_characters(invisible: str) -> None:
+    assert normalize_text(f"b{invisible}u{invisible}y n{invisible}{invisible}ow") == "buy now"
+    assert normalize_text(f"site{invisible}.com") == "zzurl"
+
+
+def test_combining_marks_over_latin_letters() -> None:
+    assert normalize_text("b\u0336\u032eu\u1dc4y c\u0301h\u0308e\u0327a\u0303p") == "buy cheap"
+    assert normalize_text("ś̸i̴t̷e̶.c̵o̷m̶") == "zzurl"
+    assert normalize_text("café déjà vu, naïve") == "cafe deja vu, naive"  # Latin accents go with them
+
+
+@pytest.mark.parametrize("disguised, plain", [
+    ("w w w . s i t e . c o m", "zzurl"),
+    ("visit s i t e . c o m now", "visit zzurl now"),
+    ("F R E E  M O N E Y here", "free money here"),  # the wider gap stays a space
+    ("c-h-e-a-p p.i.l.l.s", "cheap pills"),
+    ("s_i_t_e", "site"),
+    ("c|h|e|a|p s*t*u*f*f", "cheap stuff"),
+    ("m-e-g-a-v-a-u-l-t.r-u/d/8-8-2-3", "zzurl"),  # separators that spell go, the others stay
+    ("s-i-t-e.r-u/d/1-2", "zzurl"),
+    ("h t t p s : / / fl-free-dl . site", "zzurl . site"),
+])
+def test_spelled_out(disguised: str, plain: str) -> None:
+    assert normalize_text(disguised) == plain
+
+
+@pytest.mark.parametrize("disguised, plain", [
+    ("visit keyzshop24 [.] com", "visit zzurl"),
+    ("site (.) com/offer", "zzurl"),
+    ("site{dot}xyz", "zzurl"),
+    ("site ( dot ) net", "zzurl"),
+    ("cheap-meds . com", "zzurl"),
+    ("site dot xyz", "zzurl"),
+    ("bit dot ly/abc", "zzurl zzshorturl"),
+])
+def test_dot_words(disguised: str, plain: str) -> None:
+    assert normalize_text(disguised) == plain
+
+
+@pytest.mark.parametrize("text, expected", [
+    # real Russian, Ukrainian and Greek keep their letters, also next to English
+    ("Спасибо за честный репортаж. I'm from Kharkiv", "спасибо за честный репортаж. i'm from kharkiv"),
+    ("Glory to the heroes, слава Україні", "glory to the heroes, слава україні"),
+    ("Он тот", "он тот"),
+    ("Ελληνικά κείμενα εδώ και εκεί", "ελληνικά κείμενα εδώ και εκεί"),
+    # letters and digits on their own that are not a spelled-out word
+    ("1, 2, 3, 4, 5", "1, 2, 3, 4, 5"),
+    ("Plan A, B or C?", "plan a, b or c?"),
+    ("the score was 3 - 1 - 0 - 2", "the score was 3 - 1 - 0 - 2"),
+    # a dot in prose is not a link
+    ("That is the end. Net migration is up.", "that is the end. net migration is up."),
+    ("the dot com boom", "the zzurl boom"),  # as before: "dot com" is the link marker
+])
+def test_left_alone(text: str, expected: str) -> None:
+    assert normalize_text(text) == expected
+
+
+# ---------------------------------------------------------------- the generator
+
+
+def _corpus() -> tuple[list[str], list[str]]:
+    df = pd.read_csv(DATA, dtype=str, keep_default_na=False)
+    return (df.loc[df["label"] == "spam", "text"].tolist(),
+            df.loc[df["label"].isin(["other", "support"]), "text"].tolist())
+
+
+def test_variants_are_deterministic_per_row() -> None:
+    spam, benign = _corpus()
+    rows = [0, 5, 17]
+    full = [v for v in E.variants(spam[:20], benign, seed=3) if v.row in rows]
+    assert full == list(E.variants(spam[:20], benign, seed=3, rows=rows))
+    assert full != list(E.variants(spam[:20], benign, seed=4, rows=rows))
+    assert {v.kind for v in full} >= set(E.KINDS) - {"dot_words"}
+    padded = [v.text for v in full if v.kind == "padding"]
+    assert all(1000 <= len(t) <= 9000 for t in padded)
+
+
+# ---------------------------------------------------------------- the model and the policy
+
+#: Share of variants not approved, among those whose original is not approved, that each kind must keep.
+KEPT = {kind: 0.95 for kind in E.KINDS if kind != "padding"}
+SAMPLE = 100
+
+
+@pytest.fixture(scope="module")
+def judged(artifact) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per kind: (original not approved, variant not approved) for a seeded sample of the corpus's spam."""
+    spam, benign = _corpus()
+    rows = sorted(np.random.default_rng(0).choice(len(spam), SAMPLE, replace=False).tolist())
+    policy = load_policy()
+    generated = list(E.variants(spam, benign, seed=0, rows=rows))
+
+    def blocked(texts: list[str]) -> np.ndarray:
+        proba = artifact.predict_proba(texts)
+        return np.asarray([policy.decide(dict(zip(LABELS, map(float, p)))) != "approve" for p in proba])
+
+    originals = dict(zip(rows, blocked([html.unescape(spam[r]) for r in rows])))
+    variant_blocked = blocked([v.text for v in generated])
+    out = {}
+    for kind in E.KINDS:
+        idx = [i for i, v in enumerate(generated) if v.kind == kind]
+        out[kind] = (np.asarray([originals[generated[i].row] for i in idx]), variant_blocked[idx])
+    return out
+
+
+@pytest.mark.parametrize("kind", sorted(KEPT))
+def test_disguised_spam_is_still_held(judged, kind: str) -> None:
+    original, variant = judged[kind]
+    assert original.mean() >= 0.9 and original.sum() >= 10  # the model holds the undisguised spam
+    kept = variant[original].mean()
+    assert kept >= KEPT[kind], f"{kind}: {kept:.3f} of {original.sum()} caught originals still held"
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: a link drop in 1,000-9,000 characters of benign corpus text is "
+                   "diluted below every threshold (kept ~0.01); normalization cannot fix it, scoring long comments "
+                   "in windows would (bench/evasion_report.py --segments)")
+def test_padding_is_not_caught_yet(judged) -> None:
+    original, variant = judged["padding"]
+    assert variant[original].mean() >= 0.9
