@@ -36,14 +36,26 @@ import numpy as np
 
 from .errors import ModelError
 from .labels import LABELS
-from .policy import Policy, load_policy
+from .policy import ACTIONS, Policy, load_policy
 from .window import bounded_window
 
 log = logging.getLogger(__name__)
 
+_SEVERITY = {action: i for i, action in enumerate(ACTIONS)}
+
 #: The model's window in characters: longer comments are classified on a bounded window of
 #: themselves (:func:`modclf.window.bounded_window`), reported ``truncated`` and never approved.
 DEFAULT_WINDOW_CHARS = 10_000
+
+#: Comments longer than this are also read in overlapping segments of SEGMENT_CHARS: TF-IDF rows are
+#: l2-normalized, so a link drop buried in a few thousand characters of benign text is diluted below
+#: every threshold when the comment is read whole. A segment that reads as spam (top label, or a
+#: spam escalation of the policy) and would get a stricter action decides instead (the strictest
+#: spam reading wins; bench/evasion_report.py measures it).
+SEGMENT_TRIGGER = 1200
+SEGMENT_CHARS = 300
+SEGMENT_STEP = 250
+MAX_SEGMENTS = 64
 
 #: Texts the fast path must agree with scikit-learn on before it is used.
 _SELF_CHECK = ("Thanks for the report, very helpful.", "BUY CHEAP followers at www.example.com !!!",
@@ -116,6 +128,8 @@ class Prediction(NamedTuple):
     proba: np.ndarray
     truncated: list[bool]
     languages: list[str]
+    #: per text: the probabilities of its most spam-like segment (long texts only), else None
+    spam_segments: list[np.ndarray | None] | None = None
 
 
 class LoadedModel:
@@ -270,7 +284,31 @@ class Moderator:
         for w in windows:
             detection = detect(w.text)
             languages.append(detection.lang if detection.reliable else UNDETERMINED)
-        return Prediction(proba, [w.truncated for w in windows], languages)
+        return Prediction(proba, [w.truncated for w in windows], languages,
+                          self._spam_segments([w.text for w in windows]))
+
+    def _spam_segments(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+        """For each text longer than SEGMENT_TRIGGER, the probabilities of its most spam-like segment."""
+        out: list[np.ndarray | None] = [None] * len(texts)
+        owners: list[int] = []
+        segments: list[str] = []
+        for i, text in enumerate(texts):
+            if len(text) <= SEGMENT_TRIGGER:
+                continue
+            starts = range(0, len(text) - SEGMENT_CHARS + SEGMENT_STEP, SEGMENT_STEP)
+            step = max(1, -(-len(starts) // MAX_SEGMENTS))  # spread at most MAX_SEGMENTS over the text
+            for start in list(starts)[::step]:
+                owners.append(i)
+                segments.append(text[start:start + SEGMENT_CHARS])
+        if not segments:
+            return out
+        proba = self.model.predict_proba(segments)
+        spam = LABELS.index("spam")
+        for owner, row in zip(owners, proba):
+            best = out[owner]
+            if best is None or row[spam] > best[spam]:
+                out[owner] = row
+        return out
 
     def conditions(self, truncated: bool, language: str) -> tuple[str, ...]:
         """The policy floor conditions of one comment (see policy.yaml, ``floors``)."""
@@ -283,15 +321,30 @@ class Moderator:
     def decide(self, prediction: Prediction) -> list[Verdict]:
         """Turn a :meth:`predict` result into verdicts with this moderator's policy."""
         proba = prediction.proba
-        best = proba.argmax(axis=1).tolist() if len(proba) else []
+        segments = prediction.spam_segments or [None] * len(proba)
         out = []
-        for row, b, cut, language in zip(proba.tolist(), best, prediction.truncated, prediction.languages):
-            probabilities = dict(zip(LABELS, row))
-            label, confidence = LABELS[b], row[b]
-            action = self.policy.action_for(label, confidence, probabilities, self.conditions(cut, language))
+        for row, cut, language, segment in zip(proba, prediction.truncated, prediction.languages, segments):
+            conditions = self.conditions(cut, language)
+            label, confidence, probabilities, action = self._reading(row, conditions)
+            if segment is not None and self._spam_signal(segment):
+                reading = self._reading(segment, conditions)
+                if _SEVERITY[reading[3]] > _SEVERITY[action]:  # the strictest spam reading wins
+                    label, confidence, probabilities, action = reading
             out.append(Verdict(label, confidence, probabilities, action, bool(cut), language, self.model.version,
                                self.policy_version))
         return out
+
+    def _reading(self, row: np.ndarray, conditions: tuple[str, ...]) -> tuple[str, float, dict[str, float], str]:
+        values = row.tolist()
+        b = int(np.argmax(row))
+        probabilities = dict(zip(LABELS, values))
+        return LABELS[b], values[b], probabilities, self.policy.action_for(LABELS[b], values[b], probabilities, conditions)
+
+    def _spam_signal(self, row: np.ndarray) -> bool:
+        """Spam is the top label of ``row``, or its p(spam) reaches a spam escalation of the policy."""
+        p = float(row[LABELS.index("spam")])
+        return int(np.argmax(row)) == LABELS.index("spam") or any(
+            e.label == "spam" and p >= e.at_least for e in self.policy.escalations)
 
     def classify(self, texts: Sequence[str], *, explain: bool = False, explain_top: int = 10) -> list[Verdict]:
         """Classify comments and decide what to do with each; one :class:`Verdict` per text, in order.

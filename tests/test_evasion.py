@@ -7,8 +7,9 @@ over the whole corpus, and check that the policy still does not approve them.
 
 Measured with bench/evasion_report.py on all 1,593 spam rows of the corpus (14,143 rows, policy.yaml):
 the share of variants not approved among those whose original is not approved is 0.999-1.000 for
-every kind except padding (0.014, see test_padding_is_not_caught_yet; before the disguises were
-undone: 0.80 for look-alikes and enclosed letters, 0.92-0.99 for the others). The thresholds below
+every kind except padding (read whole: 0.014; the Moderator also reads long comments in segments,
+which holds most of them; before the disguises were undone: 0.80 for look-alikes and enclosed
+letters, 0.92-0.99 for the others). The thresholds below
 leave room for a different sample and corpus.
 """
 
@@ -21,8 +22,6 @@ import pandas as pd
 import pytest
 
 from modclf import evasion as E
-from modclf.labels import LABELS
-from modclf.policy import load_policy
 from modclf.text import normalize_text
 
 from .conftest import DATA
@@ -139,20 +138,25 @@ def test_variants_are_deterministic_per_row() -> None:
 
 #: Share of variants not approved, among those whose original is not approved, that each kind must keep.
 KEPT = {kind: 0.95 for kind in E.KINDS if kind != "padding"}
+#: A link drop buried in 1,000-9,000 characters of benign text: caught by reading long comments in
+#: segments (modclf.moderator.SEGMENT_TRIGGER); read whole, only about 0.01 was held.
+KEPT["padding"] = 0.6
 SAMPLE = 100
 
 
 @pytest.fixture(scope="module")
-def judged(artifact) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per kind: (original not approved, variant not approved) for a seeded sample of the corpus's spam."""
+def judged(model_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per kind: (original not approved, variant not approved) for a seeded sample of the corpus's spam,
+    decided exactly as the service decides (the Moderator: window, segments, language, policy)."""
+    import modclf
+
     spam, benign = _corpus()
     rows = sorted(np.random.default_rng(0).choice(len(spam), SAMPLE, replace=False).tolist())
-    policy = load_policy()
+    moderator = modclf.load(model_dir)
     generated = list(E.variants(spam, benign, seed=0, rows=rows))
 
     def blocked(texts: list[str]) -> np.ndarray:
-        proba = artifact.predict_proba(texts)
-        return np.asarray([policy.decide(dict(zip(LABELS, map(float, p)))) != "approve" for p in proba])
+        return np.asarray([v.action != "approve" for v in moderator.classify(texts)])
 
     originals = dict(zip(rows, blocked([html.unescape(spam[r]) for r in rows])))
     variant_blocked = blocked([v.text for v in generated])
@@ -171,9 +175,3 @@ def test_disguised_spam_is_still_held(judged, kind: str) -> None:
     assert kept >= KEPT[kind], f"{kind}: {kept:.3f} of {original.sum()} caught originals still held"
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: a link drop in 1,000-9,000 characters of benign corpus text is "
-                   "diluted below every threshold (kept ~0.01); normalization cannot fix it, scoring long comments "
-                   "in windows would (bench/evasion_report.py --segments)")
-def test_padding_is_not_caught_yet(judged) -> None:
-    original, variant = judged["padding"]
-    assert variant[original].mean() >= 0.9
