@@ -4,9 +4,9 @@ Precedence, strongest first: command-line flags (the ``overrides`` given to :fun
 > environment variables > a settings file > the defaults below.
 
 - Environment: ``MODCLF_<NAME>`` for every field (``MODCLF_MODEL_DIR``, ``MODCLF_MAX_BATCH``...),
-  plus the integrations' documented names ``CORAL_SIGNING_SECRET`` and ``AKISMET_API_KEYS``. An
-  unknown ``MODCLF_*`` variable is reported (a warning naming it and the closest known name),
-  never silently ignored: a typo in a limit or a key must not go unnoticed.
+  plus the integrations' documented names ``CORAL_SIGNING_SECRET``, ``CORAL_WEBHOOK_SECRET`` and
+  ``AKISMET_API_KEYS``. An unknown ``MODCLF_*`` variable is reported (a warning naming it and the
+  closest known name), never silently ignored: a typo in a limit or a key must not go unnoticed.
 - Settings file: TOML, from ``$MODCLF_SETTINGS_FILE`` or ``./modclf.toml`` when present, with the
   field names as keys (``model_dir = "/srv/model"``). Unknown keys are an error.
 
@@ -37,7 +37,8 @@ SHIPPED_POLICY = DEFAULT_POLICY_PATH
 DEFAULT_MODEL_DIR = Path("model")
 DEFAULT_DATA = Path("data/comments.csv")
 #: Environment names kept for compatibility with the integrations' documentation.
-ENV_ALIASES = {"CORAL_SIGNING_SECRET": "coral_signing_secret", "AKISMET_API_KEYS": "akismet_api_keys"}
+ENV_ALIASES = {"CORAL_SIGNING_SECRET": "coral_signing_secret", "CORAL_WEBHOOK_SECRET": "coral_webhook_secret",
+               "AKISMET_API_KEYS": "akismet_api_keys"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class Settings:
     admin_api_keys: tuple[str, ...] = field(default=(), repr=False)
     #: Coral signing secrets (several while rotating); empty = the Coral endpoint is not installed
     coral_signing_secret: tuple[str, ...] = field(default=(), repr=False)
+    #: signing secrets of Coral's webhook endpoint (several while rotating); empty = the webhook
+    #: receiver (/integrations/coral/webhooks) is not installed
+    coral_webhook_secret: tuple[str, ...] = field(default=(), repr=False)
     #: Akismet API keys; empty = the Akismet-compatible API is not installed
     akismet_api_keys: tuple[str, ...] = field(default=(), repr=False)
     #: secret signing the moderation console's session cookie; empty = derived from the admin
@@ -111,7 +115,7 @@ class Settings:
 _INT_LIMITS = {"max_body_bytes": (1024, 1 << 30), "max_text_chars": (100, 1_000_000), "max_batch": (1, 100_000),
                "explain_top": (1, 1000), "body_timeout": (1, 3600), "workers": (0, 1024), "threads": (1, 1024),
                "worker_connections": (1, 100_000), "timeout": (1, 3600), "keepalive": (0, 3600)}
-_KEY_FIELDS = ("api_keys", "admin_api_keys", "akismet_api_keys", "coral_signing_secret")
+_KEY_FIELDS = ("api_keys", "admin_api_keys", "akismet_api_keys", "coral_signing_secret", "coral_webhook_secret")
 _CHOICES = {"worker_class": ("gevent", "sync", "gthread"), "log_level": ("debug", "info", "warning", "error")}
 FIELDS = tuple(f.name for f in fields(Settings))
 

@@ -9,7 +9,9 @@ Blueprints, all registered here: ``ops`` (probes, metrics, OpenAPI), ``api`` (/v
 /v1/model, /v1/admin/reload), ``feedback`` (/v1/feedback, /v1/feedback/export), ``queue``
 (/v1/queue, /v1/queue/{id}/decision: the review queue, :mod:`modclf.queue`), ``console``
 (/moderate/: the moderation console, :mod:`modclf.serving.console`), and, when their
-secrets are set, the integrations ``coral`` (/integrations/coral) and ``akismet`` (/akismet/1.1/...).
+secrets are set, the integrations ``coral`` (/integrations/coral), ``coral_webhooks``
+(/integrations/coral/webhooks: decisions made in Coral's queue, :mod:`.integrations.coral_webhooks`)
+and ``akismet`` (/akismet/1.1/...).
 
 For other blueprints: ``app.extensions["modclf"]`` is the :class:`~modclf.serving.state.ServiceState`
 (classify, reload), ``app.extensions["modclf_openapi"]`` the OpenAPI document served at
@@ -39,7 +41,7 @@ from .feedback_api import bp as feedback_bp
 from .queue_api import bp as queue_bp
 from . import console
 from ..queue import ReviewQueue
-from .integrations import akismet, coral
+from .integrations import akismet, coral, coral_webhooks
 from .integrations.openapi import add_paths
 from .errors import APIError, register_error_handlers
 from .metrics import ServiceMetrics
@@ -91,11 +93,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.extensions["modclf_coral_secrets"] = cfg.coral_signing_secret
         app.register_blueprint(coral.bp)
         installed.append(f"coral ({len(cfg.coral_signing_secret)} signing secret(s))")
+    if cfg.coral_webhook_secret:  # Coral's webhooks: moderators' decisions in Coral -> feedback
+        app.extensions["modclf_coral_webhook_secrets"] = cfg.coral_webhook_secret
+        app.register_blueprint(coral_webhooks.bp)
+        installed.append(f"coral webhooks ({len(cfg.coral_webhook_secret)} signing secret(s))")
     if cfg.akismet_api_keys:
         app.extensions["modclf_akismet_keys"] = KeyRing(cfg.akismet_api_keys)
         app.register_blueprint(akismet.bp)
         installed.append(f"akismet ({len(cfg.akismet_api_keys)} key(s))")
     add_paths(app.extensions["modclf_openapi"], coral=bool(cfg.coral_signing_secret), akismet=bool(cfg.akismet_api_keys))
+    if cfg.coral_webhook_secret:
+        app.extensions["modclf_openapi"].setdefault("paths", {}).update(coral_webhooks.openapi_paths())
     log.info("service ready: model %s, policy %s, auth %s, integrations: %s, feedback store %s", state.model_version,
              cfg.policy, "on" if cfg.auth_enabled else "off", ", ".join(installed) or "none",
              app.extensions["modclf_feedback"].url)
