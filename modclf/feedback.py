@@ -112,8 +112,11 @@ def _utc(value: _dt.datetime) -> _dt.datetime:
 class FeedbackStore:
     """Decisions in a SQL database. Thread-safe; safe across fork (one engine per process)."""
 
-    def __init__(self, url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT):
+    def __init__(self, url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT, durable: bool = True):
         self.busy_timeout = busy_timeout
+        #: SQLite: synchronous=FULL (a commit is on disk before it returns) when durable, else NORMAL
+        #: (in WAL mode a commit survives a crash of the process, not of the machine, and costs no fsync)
+        self.durable = durable
         try:
             self._url: URL = make_url(url)
         except ArgumentError:
@@ -153,7 +156,7 @@ class FeedbackStore:
                 cursor = dbapi_connection.cursor()
                 cursor.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")  # first: the WAL switch may wait
                 cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-                cursor.execute("PRAGMA synchronous=FULL")  # a commit is on disk before it returns
+                cursor.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
                 cursor.close()
 
             @event.listens_for(engine, "begin")

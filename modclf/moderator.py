@@ -116,9 +116,11 @@ class Verdict:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (the service's response fields); ``explanation`` only when present."""
-        out = asdict(self)
-        if out["explanation"] is None:
-            del out["explanation"]
+        out = {"label": self.label, "confidence": self.confidence, "probabilities": dict(self.probabilities),
+               "action": self.action, "truncated": self.truncated, "language": self.language,
+               "model_version": self.model_version, "policy_version": self.policy_version}
+        if self.explanation is not None:
+            out["explanation"] = self.explanation
         return out
 
 

@@ -43,8 +43,9 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 from sqlalchemy import (Boolean, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text, and_, func,
                         insert, or_, select, update)
@@ -58,7 +59,7 @@ from .labels import LABELS
 log = logging.getLogger(__name__)
 
 #: Seconds a classification request waits for SQLite's write lock to queue a comment.
-RECORD_BUSY_TIMEOUT = 2.0
+RECORD_BUSY_TIMEOUT = 0.02
 MAX_SOURCE_CHARS = 64
 MAX_URL_CHARS = 2048
 ACTIONS = ("approve", "reject")
@@ -227,16 +228,103 @@ def decode_cursor(cursor: str, order: str) -> list[Any]:
     return key
 
 
+class BackgroundRecorder:
+    """Records queue entries off the request path: a call enqueues and returns; one writer per
+    process (a thread, or a greenlet under gevent workers, started on first use and after a fork)
+    writes whatever has accumulated in one transaction. Under load, the synchronous write of each
+    classify call, with five workers contending for SQLite's write lock, was most of the latency
+    of a classify request (bench/bench_service.py: p99 x10). :meth:`flush` waits until everything
+    enqueued so far is written; the queue's readers call it, so a process reads what it recorded.
+
+    ``record`` is :meth:`ReviewQueue.record`; ``on_result(entries, added_or_exception)`` is told the
+    outcome of every write (metrics, logs). Entries still in memory when the process is killed are
+    lost: the platform holds those comments either way (Coral SYSTEM_WITHHELD, Akismet spam).
+    """
+
+    BATCH = 500
+    #: attempts while another process holds SQLite's write lock (about 0.05 s apart: 5 s in all)
+    RETRIES = 100
+
+    def __init__(self, record: Callable[[list[Mapping[str, Any]]], int],
+                 on_result: Callable[[list[Mapping[str, Any]], Any], None] | None = None):
+        self._record = record
+        self._on_result = on_result
+        self._pid: int | None = None
+        self._queue: Any = None
+        self._start_lock = threading.Lock()
+
+    def __call__(self, entries: list[Mapping[str, Any]]) -> None:
+        self._ensure_writer()
+        self._queue.put(list(entries))
+
+    def _ensure_writer(self) -> None:
+        if self._pid == os.getpid():
+            return
+        with self._start_lock:
+            if self._pid == os.getpid():
+                return
+            import queue as queue_module
+
+            self._queue = queue_module.Queue()
+            threading.Thread(target=self._run, name="modclf-queue-writer", daemon=True).start()
+            self._pid = os.getpid()
+
+    def _run(self) -> None:
+        q = self._queue
+        while True:
+            batch = list(q.get())
+            done = 1
+            while len(batch) < self.BATCH:
+                try:
+                    batch.extend(q.get_nowait())
+                    done += 1
+                except Exception:  # queue.Empty
+                    break
+            outcome: Any = None
+            for attempt in range(self.RETRIES):
+                try:
+                    outcome = self._record(batch)
+                    break
+                except Exception as exc:  # noqa: BLE001 - reported, never kills the writer
+                    outcome = exc
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        break
+                    # SQLite's own busy wait blocks in C (the whole worker, under gevent): wait here
+                    # instead, where time.sleep lets the worker's other requests run
+                    time.sleep(0.05)
+            if self._on_result is not None:
+                try:
+                    self._on_result(batch, outcome)
+                except Exception:  # noqa: BLE001
+                    log.exception("review queue: reporting a write failed")
+            for _ in range(done):
+                q.task_done()
+
+    def flush(self) -> None:
+        """Block until every entry enqueued by this process so far is written (or failed)."""
+        if self._pid == os.getpid() and self._queue is not None:
+            self._queue.join()
+
+
 class ReviewQueue:
     """The queue in the feedback store's database. Thread-safe; safe across fork."""
 
     def __init__(self, feedback: FeedbackStore, *, record_busy_timeout: float = RECORD_BUSY_TIMEOUT):
         self.feedback = feedback
-        # its own pool with a short lock wait for the recording done inside classification requests
+        # its own pool with a short lock wait for the recording done inside classification requests,
+        # and no fsync per held comment (SQLite synchronous=NORMAL under WAL: an entry survives a
+        # crash of the server, not of the machine; the platform holds the comment either way, and
+        # an fsync per classify request stalled every comment behind it: bench_service p99 x10)
         self._recorder = FeedbackStore(feedback._url.render_as_string(hide_password=False),
-                                       busy_timeout=record_busy_timeout)
+                                       busy_timeout=record_busy_timeout, durable=False)
         self._lock = threading.Lock()
         self._ready: set[tuple[int, int]] = set()  # (pid, id(engine)) with the tables created
+        #: the BackgroundRecorder feeding this queue, if any: readers flush it first
+        self.writer: BackgroundRecorder | None = None
+
+    def _flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
 
     @property
     def url(self) -> str:
@@ -321,6 +409,7 @@ class ReviewQueue:
         """Record a moderator's decision on an item and write it to the feedback store, in one
         transaction. Raises NotFound, LabelRequired, DecisionConflict, ValueError (bad action or
         label), FeedbackError (database)."""
+        self._flush()
         if action not in ACTIONS:
             raise ValueError(f"action must be one of {', '.join(ACTIONS)}")
         t = queue_table
@@ -363,6 +452,7 @@ class ReviewQueue:
         between the two most probable labels), filtered by predicted label and source. Pages by
         ``cursor`` (stable while items are decided) or ``offset``. Raises ValueError for a bad
         order or cursor, FeedbackError."""
+        self._flush()
         if order not in ORDERS:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}")
         t = queue_table
@@ -390,6 +480,7 @@ class ReviewQueue:
         return Page(items, next_cursor, total)
 
     def get(self, item_id: int) -> Item | None:
+        self._flush()
         t = queue_table
         try:
             with self._engine(self.feedback).connect() as conn:
@@ -400,6 +491,7 @@ class ReviewQueue:
 
     def recent_decisions(self, limit: int = 50) -> list[Item]:
         """The last decided items, newest decision first."""
+        self._flush()
         t = queue_table
         try:
             with self._engine(self.feedback).connect() as conn:
@@ -411,6 +503,7 @@ class ReviewQueue:
 
     def decisions_by_day(self, days: int = 14) -> list[dict[str, Any]]:
         """Per UTC day of the last ``days``: decisions by action and by final label (for the chart)."""
+        self._flush()
         t = queue_table
         since = _now() - _dt.timedelta(days=days)
         try:
@@ -429,6 +522,7 @@ class ReviewQueue:
         return [out[d] for d in sorted(out)]
 
     def pending_count(self) -> int:
+        self._flush()
         t = queue_table
         try:
             with self._engine(self.feedback).connect() as conn:

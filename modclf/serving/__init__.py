@@ -40,7 +40,7 @@ from ..settings import Settings, load_settings
 from .feedback_api import bp as feedback_bp
 from .queue_api import bp as queue_bp
 from . import console
-from ..queue import ReviewQueue
+from ..queue import BackgroundRecorder, ReviewQueue
 from .integrations import akismet, coral, coral_webhooks
 from .integrations.openapi import add_paths
 from .errors import APIError, register_error_handlers
@@ -82,7 +82,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["modclf_feedback"] = FeedbackStore(cfg.feedback_db)
     queue = ReviewQueue(app.extensions["modclf_feedback"])
     app.extensions["modclf_queue"] = queue
-    state.recorder = queue.record  # every held comment, whichever endpoint classified it
+    # every held comment, whichever endpoint classified it; written off the request path
+    queue.writer = BackgroundRecorder(queue.record, on_result=_queue_outcome(metrics))
+    state.recorder = queue.writer
     app.register_blueprint(ops_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(feedback_bp)
@@ -154,3 +156,16 @@ def _base_openapi() -> dict[str, Any]:
     if not _OPENAPI_CACHE:
         _OPENAPI_CACHE.update(json.loads(OPENAPI_PATH.read_text(encoding="utf-8")))
     return _OPENAPI_CACHE
+
+
+def _queue_outcome(metrics: ServiceMetrics) -> Any:
+    """Count and log what the background queue writer did with each batch of held comments."""
+
+    def report(entries: list[Any], outcome: Any) -> None:
+        if isinstance(outcome, Exception):
+            log.error("review queue: %d held comment(s) not queued: %s", len(entries), outcome)
+            metrics.queue_record_failures.inc(len(entries))
+        elif isinstance(outcome, int) and outcome:
+            metrics.queue_recorded.inc(outcome)
+
+    return report
