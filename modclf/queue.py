@@ -356,6 +356,7 @@ class ReviewQueue:
                 _metadata.create_all(conn)
 
     def check(self) -> None:
+        self._flush()  # callers read the queue table next (Coral webhook linking)
         self._engine(self.feedback)
 
     def close(self) -> None:
