@@ -9,6 +9,7 @@ import io
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Iterator
 from unittest import mock
@@ -135,9 +136,17 @@ def test_moderating_by_keyboard_in_chromium(browser, model_dir: Path, tmp_path: 
         "MODCLF_MODEL_DIR": str(model_dir), "MODCLF_POLICY": str(policy), "MODCLF_FEEDBACK_DB": f"sqlite:///{db}",
         "MODCLF_ADMIN_API_KEYS": ADMIN})
     try:
-        for text in (DISPUTE, XSS, "Does anyone know which town this was filmed in? The article does not say.",
-                     "Thank you for covering this, the interviews were really moving."):
+        texts = (DISPUTE, XSS, "Does anyone know which town this was filmed in? The article does not say.",
+                 "Thank you for covering this, the interviews were really moving.")
+        for n, text in enumerate(texts, start=1):
             assert requests.post(f"{server.url}/v1/classify", json={"text": text}, timeout=30).json()["action"] == "review"
+            # held comments are written off the request path, by whichever worker answered: wait for
+            # this one, so that "oldest first" is the order they were sent in
+            deadline = time.monotonic() + 15
+            while requests.get(f"{server.url}/v1/queue", headers={"Authorization": f"Bearer {ADMIN}"},
+                               timeout=30).json()["pending"] < n:
+                assert time.monotonic() < deadline, f"comment {n} never reached the queue"
+                time.sleep(0.05)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
