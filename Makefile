@@ -12,32 +12,38 @@ EVAL_FILES := $(wildcard ../shared/eval/real_dev_labeled.csv) data/validation.cs
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+# Two stages: what the product needs to run (make serve), and on top of it the test and tool
+# requirements (make test), so that a first `make serve` does not wait for the test tools.
+$(BIN)/.runtime: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.runtime requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
 venv: $(BIN)/.installed  ## create .venv with runtime + dev requirements and the modclf command
 
-model/model.joblib: | $(BIN)/.installed
+model/model.joblib: | $(BIN)/.runtime
 	@echo "no model yet: training one on data/ without cross-validation (about a minute; 'make train' gives the full report)"
 	$(BIN)/modclf train --folds 0
 
-train: $(BIN)/.installed  ## (re)train the shipped model on data/ with the cross-validated report (a few minutes)
+train: $(BIN)/.runtime  ## (re)train the shipped model on data/ with the cross-validated report (a few minutes)
 	$(BIN)/modclf train
 
-eval: model/model.joblib  ## evaluate model/ on data/validation.csv and ../shared/eval/real_dev_labeled.csv (when present)
+eval: $(BIN)/.runtime model/model.joblib  ## evaluate model/ on data/validation.csv and ../shared/eval/real_dev_labeled.csv (when present)
 	@[ -f ../shared/eval/real_dev_labeled.csv ] || echo "note: ../shared/eval/real_dev_labeled.csv is not here (real comments are not shipped); evaluating on data/validation.csv only"
 	$(BIN)/modclf eval $(EVAL_FILES) --png model/eval_confusion.png
 
-score: model/model.joblib  ## score examples/comments.csv into examples/scored.csv
+score: $(BIN)/.runtime model/model.joblib  ## score examples/comments.csv into examples/scored.csv
 	$(BIN)/modclf score examples/comments.csv -o examples/scored.csv
 
 run: serve  ## the product: train the model if needed, then serve it
 
-serve: model/model.joblib  ## train if needed, then serve on $(HOST):$(PORT) with gunicorn
+serve: $(BIN)/.runtime model/model.joblib  ## train if needed, then serve on $(HOST):$(PORT) with gunicorn
 	$(BIN)/modclf serve --bind $(HOST):$(PORT)
 
 node-clients:  ## install the npm Akismet clients that tests/test_akismet_node.py drives (node >= 20, npm)
