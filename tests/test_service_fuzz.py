@@ -15,6 +15,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from schemathesis.core import NotSet
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
@@ -80,6 +81,9 @@ def test_api_conforms_to_its_openapi_document(api_schema, method: str, path: str
         excluded = [positive_data_acceptance] if (method, path) in STATEFUL_400 else None
         response = case.call_and_validate(excluded_checks=excluded)
         assert response.status_code < 500
+        sends_nothing = isinstance(case.body, NotSet) and not case.query and not case.headers and not case.path_parameters
+        if mode is GenerationMode.NEGATIVE and sends_nothing:
+            return  # an optional body left out is not a negative case, whatever the generator calls it
         statuses.append(response.status_code)
 
     run()
