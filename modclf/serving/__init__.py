@@ -121,7 +121,7 @@ def _install_hooks(app: Flask, cfg: Settings, metrics: ServiceMetrics) -> None:
         body_error = request.environ.get(ERROR_KEY)
         if body_error is not None:  # the body guard could not read the body (framing, size, time)
             status, code, message = body_error
-            raise APIError(status, code, message, {"Connection": "close"})
+            raise APIError(status, code, message)
         check_request(api_keys, admin_keys)
 
     @app.after_request

@@ -98,7 +98,12 @@ def verify_signature(body: bytes, header: str | None, secrets: Sequence[str]) ->
     """
     if not header or not secrets:
         return False
-    expected = [sign(s, body).encode("ascii") for s in secrets]
+    return _any_match(header, [sign(s, body) for s in secrets])
+
+
+def _any_match(header: str, digests: Sequence[str]) -> bool:
+    """Constant-time: any signature of the header equals any of the hex ``digests``."""
+    expected = [d.encode("ascii") for d in digests]
     ok = False
     for signature in parse_signatures(header):
         candidate = signature.encode("utf-8", "replace")
@@ -139,18 +144,12 @@ def verify_streamed(prefix: bytes, rest: Any, header: str | None, secrets: Seque
                 for mac in macs:
                     mac.update(chunk)
     except BodyTimeout:
-        raise APIError(408, "request_timeout", "the request body was not received in time", {"Connection": "close"}) from None
+        raise APIError(408, "request_timeout", "the request body was not received in time") from None
     except Exception:
-        raise APIError(400, "malformed_body", "the request body could not be read", {"Connection": "close"}) from None
+        raise APIError(400, "malformed_body", "the request body could not be read") from None
     if total > limit:
         return None
-    expected = [mac.hexdigest().encode("ascii") for mac in macs]
-    ok = False
-    for signature in parse_signatures(header):
-        candidate = signature.encode("utf-8", "replace")
-        for digest in expected:
-            ok |= hmac.compare_digest(candidate, digest)
-    return ok
+    return _any_match(header, [mac.hexdigest() for mac in macs])
 
 
 #: An over-cap body is hashed as it streams in, up to this many bytes; beyond it, 413.
@@ -165,16 +164,13 @@ def _oversize_verdict(secrets: Sequence[str]) -> Response:
     verified = verify_streamed(request.environ.get(PREFIX_KEY, b""), request.environ["wsgi.input"],
                                request.headers.get(SIGNATURE_HEADER), secrets, MAX_STREAMED_BYTES, cfg.body_timeout)
     if verified is None:
-        raise APIError(413, "payload_too_large", f"request body larger than {MAX_STREAMED_BYTES} bytes",
-                       {"Connection": "close"})
+        raise APIError(413, "payload_too_large", f"request body larger than {MAX_STREAMED_BYTES} bytes")
     if not verified:
         log.warning("Coral request refused: %s missing or not signed by a configured secret (from %s)",
                     SIGNATURE_HEADER, request.remote_addr)
-        raise APIError(401, "invalid_signature", f"missing or invalid {SIGNATURE_HEADER}", {"Connection": "close"})
+        raise APIError(401, "invalid_signature", f"missing or invalid {SIGNATURE_HEADER}")
     log.warning("Coral request above the %d-byte cap: held for review without classification", cfg.max_body_bytes)
-    response = jsonify({"status": STATUS_WITHHELD})
-    response.headers["Connection"] = "close"
-    return response
+    return jsonify({"status": STATUS_WITHHELD})
 
 
 def _parse_request(raw: bytes) -> tuple[str, str | None]:
