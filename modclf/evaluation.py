@@ -79,12 +79,7 @@ def save_confusion_png(metrics: dict[str, Any], path: str | Path, title: str) ->
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
             ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > threshold else "black")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 # -- decisions: what the moderation policy does with the predictions ------------------------------
@@ -327,12 +322,7 @@ def save_reliability_png(
              alpha=0.6, edgecolor="white")
     hist.set_xlabel("confidence (top label's probability)")
     hist.set_ylabel("rows (model)")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 # -- text reports ----------------------------------------------------------------------------------
@@ -397,3 +387,15 @@ def compare_decisions_line(name_a: str, a: dict[str, Any], name_b: str, b: dict[
     if cal_a is not None and cal_b is not None and cal_a["n"] and cal_b["n"]:
         parts.append(f"ECE {cal_a['ece']:.3f}/{cal_b['ece']:.3f}")
     return f"decisions ({name_a}/{name_b}): " + "   ".join(parts)
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    """Write a figure as PNG (no software stamp, so the bytes depend on the data only) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return path
