@@ -22,7 +22,11 @@ compares them side by side (README, "Security and robustness"). On the open inte
 proxy (nginx) in front is still good practice; the service does not depend on one.
 
 The model is loaded once in the master before the workers are forked (preload_app), so a bad model
-stops the server before it listens, and workers share the model's memory.
+stops the server before it listens, and workers share the model's memory. The master then moves
+everything it has loaded into the garbage collector's permanent generation (``gc.freeze``) before
+each fork: otherwise every full collection in a worker walks the ~240,000 objects of the libraries
+and the model, writing to each one's header, which copies the shared pages into the worker and
+stalled all of its requests for 0.1-1.9 s at a time (the largest part of the p99 latency under load).
 
 Zero-downtime model swap: ``kill -HUP <master pid>`` (or POST /v1/admin/reload, which does the
 same) makes the master reload the model and policy, fork new workers with them, and stop the old
@@ -32,6 +36,7 @@ old one stays in service.
 
 from __future__ import annotations
 
+import gc
 import glob
 import logging
 import os
@@ -106,6 +111,7 @@ def _state(server):  # -> modclf.serving.state.ServiceState | None
 
 def when_ready(server) -> None:
     """Tell the app the master's pid, so POST /v1/admin/reload can ask for a graceful reload."""
+    gc.collect()  # garbage of the start-up, not worth freezing (see pre_fork)
     state = _state(server)
     if state is not None:
         state.supervisor_pid = server.pid
@@ -124,7 +130,14 @@ def on_reload(server) -> None:
     except Exception as exc:  # ModelError/PolicyError, or anything else: keep serving the old model
         server.log.error("reload failed, still serving model %s: %s", previous, exc)
         return
+    gc.unfreeze()  # the old model was frozen with the rest: let the collector free its cycles
+    gc.collect()
     server.log.info("reloaded: model %s (was %s); starting new workers", version, previous)
+
+
+def pre_fork(server, worker) -> None:
+    """Freeze the master's objects (the preloaded app and model) out of the workers' collections."""
+    gc.freeze()
 
 
 def child_exit(server, worker) -> None:
