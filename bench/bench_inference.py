@@ -1,27 +1,39 @@
 #!/usr/bin/env python
 """Inference speed: the fast path against the plain scikit-learn pipeline and the naive baseline.
 
-All engines score the same input in the same run, rounds interleaved (fast, plain, naive, fast,
-...), so the ratios hold even when the machine is busy; absolute numbers move with the load.
+Every engine scores the same input in the same run, so the ratios hold even when the machine is
+busy; absolute numbers move with the load (the 1-minute load average is printed with them).
 
-1. batch throughput in this process (one core): FastPredictor.predict_proba, the shipped
-   pipeline's predict_proba, and the naive baseline (default TfidfVectorizer + LogisticRegression,
-   trained here on the same corpus), on --batch comments;
-2. single-comment latency: p50/p99 of the model time of one predict_proba([text]) call, fast vs plain;
-3. score.py end to end on a CSV (--score-rows) with --workers 1 and 2, CSV and Parquet output, wall
-   clock including start-up and the rate score.py reports; then peak memory for --memory-rows
-   (e.g. 100k and 1M) to show it is flat in the input size.
+Input: comments of real-comment length. Each row gets a target length drawn from the lengths of
+the real comments in ``../shared/eval/real_dev_labeled.csv`` (mean ~242 characters; where that file
+is absent, from a log-normal fitted to them) and is filled with comments drawn from
+``data/comments.csv`` (mean ~170 characters), joined by spaces and cut at the first space past the
+target. Only lengths are taken from the evaluation file, never text.
 
-Inputs are comments drawn with replacement from data/comments.csv (~9k distinct comments).
+1. batch throughput in this process (one core, median of --rounds interleaved rounds):
+   FastPredictor.predict_proba, the shipped pipeline's predict_proba, and the naive baseline
+   (default TfidfVectorizer + LogisticRegression, trained here on the corpus);
+2. single-comment latency: p50/p99 of one predict_proba([text]) call, fast vs plain, on corpus
+   comments and on the real-length ones;
+3. score.py as a user runs it, with default flags (workers auto, default chunk size), on
+   --score-rows rows, against the same command with --slow (the plain scikit-learn pipeline): wall
+   clock from process start to exit (the output is renamed before exit), start-up included, next to
+   the rate score.py prints (its clock starts in score_file, so only interpreter start-up and
+   imports are left out), CPU time, peak memory, and whether both wrote identical labels;
+4. score.py end to end on 1,000 comments (--small-runs runs): process start to renamed output;
+5. optional (--workers, --memory-rows): the --workers/output-format sweep and peak memory by input
+   size.
 
-    python bench/bench_inference.py                       # model/, everything (~10 min)
+    python bench/bench_inference.py                       # model/, ~5 min on an idle 2-core machine
     python bench/bench_inference.py --model-dir /tmp/m --skip-score
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import re
 import statistics
 import sys
@@ -31,13 +43,19 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PYTHON, ROOT, read_corpus, resample, run_measured, table, write_results  # noqa: E402
+from _common import PYTHON, ROOT, read_corpus, run_measured, table, write_results  # noqa: E402
 
-from modclf.model import DEFAULT_MODEL_DIR, build_baseline, load_artifact  # noqa: E402
+from modclf.model import DEFAULT_MODEL_DIR, FAST_META_KEY, build_baseline, load_artifact  # noqa: E402
 
 log = logging.getLogger("bench_inference")
+
+REAL_DEV = ROOT.parent / "shared" / "eval" / "real_dev_labeled.csv"
+#: Log-normal fitted to the lengths of the 500 real dev comments (mean 241.5, median 121.5, max 2,126),
+#: used where that file is absent.
+REAL_LOG_MU, REAL_LOG_SIGMA, REAL_MAX = 4.788, 1.242, 2200
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,15 +64,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=20_000, help="comments per batch measurement (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per engine (default: %(default)s)")
     p.add_argument("--latency-calls", type=int, default=2000, help="single-comment calls per engine (default: %(default)s)")
-    p.add_argument("--score-rows", type=int, default=200_000, help="CSV rows for score.py throughput (default: %(default)s)")
-    p.add_argument("--memory-rows", default="100000,1000000", help="CSV sizes for score.py peak memory (default: %(default)s)")
-    p.add_argument("--workers", default="1,2", help="score.py --workers values (default: %(default)s)")
-    p.add_argument("--outputs", default="csv,parquet",
-                   help="output formats for the throughput runs; the input is always CSV (default: %(default)s)")
-    p.add_argument("--time-limit", type=float, default=900, help="seconds allowed per score.py run (default: %(default)s)")
+    p.add_argument("--score-rows", type=int, default=200_000, help="CSV rows for score.py (default: %(default)s)")
+    p.add_argument("--score-runs", type=int, default=3,
+                   help="runs of score.py with default flags (median reported; --slow runs once) (default: %(default)s)")
+    p.add_argument("--small-rows", type=int, default=1_000, help="rows of the end-to-end start-up run (default: %(default)s)")
+    p.add_argument("--small-runs", type=int, default=5, help="runs of the start-up measurement (default: %(default)s)")
+    p.add_argument("--workers", default="", help="optional sweep: score.py --workers values, e.g. 1,2 (default: none)")
+    p.add_argument("--outputs", default="csv,parquet", help="output formats of the --workers sweep (default: %(default)s)")
+    p.add_argument("--memory-rows", default="", help="optional: CSV sizes for peak memory, e.g. 100000,1000000 (default: none)")
+    p.add_argument("--time-limit", type=float, default=1800, help="seconds allowed per score.py run (default: %(default)s)")
     p.add_argument("--skip-score", action="store_true", help="only the in-process measurements")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
+
+
+def real_lengths(n: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """``n`` target lengths distributed like real comments, and where the distribution came from."""
+    if REAL_DEV.is_file():
+        lengths = pd.read_csv(REAL_DEV, dtype=str, keep_default_na=False)["text"].str.len().to_numpy()
+        return rng.choice(lengths[lengths > 0], n), f"lengths of {REAL_DEV.name} ({len(lengths)} real comments)"
+    drawn = np.exp(rng.normal(REAL_LOG_MU, REAL_LOG_SIGMA, n)).clip(2, REAL_MAX).astype(int)
+    return drawn, "log-normal fitted to real comment lengths (../shared/eval absent)"
+
+
+def real_length_texts(corpus: Sequence[str], n: int, seed: int) -> tuple[list[str], str]:
+    """``n`` comments of real-comment length made of corpus comments (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    targets, source = real_lengths(n, rng)
+    picks = iter(rng.integers(0, len(corpus), int(n * 4) + 1000).tolist())
+    out = []
+    for target in targets.tolist():
+        parts, total = [], -1
+        while total < target:
+            try:
+                text = corpus[next(picks)]
+            except StopIteration:
+                picks = iter(rng.integers(0, len(corpus), n).tolist())
+                continue
+            parts.append(text)
+            total += len(text) + 1
+        text = " ".join(parts)
+        cut = text.find(" ", target)
+        out.append(text if cut < 0 else text[:cut])
+    return out, source
 
 
 def interleaved(engines: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
@@ -86,15 +138,22 @@ def main(argv: list[str] | None = None) -> int:
     from modclf.fast import FastPredictor
 
     corpus = read_corpus()
+    corpus_texts = corpus["text"].tolist()
     artifact = load_artifact(args.model_dir)
     start = time.perf_counter()
     fast = FastPredictor.from_artifact(artifact)
     fast_setup = time.perf_counter() - start
-    naive = build_baseline(args.seed).fit(corpus["text"].tolist(), corpus["label"].tolist())
-    texts = resample(corpus, args.batch, args.seed)["text"].tolist()
-    log.info("input: %d comments drawn with replacement from %s (%d comments); model %s",
-             len(texts), "data/comments.csv", len(corpus), artifact.version)
-    log.info("fast path set-up (tables + compiled kernels, cached): %.2f s", fast_setup)
+    naive = build_baseline(args.seed).fit(corpus_texts, corpus["label"].tolist())
+    texts, length_source = real_length_texts(corpus_texts, args.batch, args.seed)
+    mean_len = float(np.mean([len(t) for t in texts]))
+    has_arrays = FAST_META_KEY in artifact.meta
+    print(f"model {artifact.version} ({args.model_dir}); saved fast-path arrays: "
+          f"{'yes' if has_arrays else 'NO (start-up unpickles the pipeline and builds the fast path)'}")
+    print(f"input: comments of real length ({length_source}) filled with data/comments.csv comments "
+          f"(mean {np.mean([len(t) for t in corpus_texts]):.0f} characters); {len(texts):,} for the in-process "
+          f"measurements, mean length {mean_len:.1f} characters")
+    print(f"machine: {os.cpu_count()} cores, 1-minute load average at start {os.getloadavg()[0]:.2f}")
+    log.info("fast path set-up from the pipeline (tables + compiled kernels, cached): %.2f s", fast_setup)
 
     # sanity: the fast path computes the same numbers (the tests check this thoroughly)
     check = texts[:2000]
@@ -109,23 +168,31 @@ def main(argv: list[str] | None = None) -> int:
     rate = {name: len(texts) / statistics.median(t) for name, t in times.items()}
     batch_rows = [[name, rate[name], rate[name] / rate["plain pipeline"], rate[name] / rate["naive baseline"],
                    len(texts) / min(t)] for name, t in times.items()]
-    print(f"\n== batch throughput, one process ({len(texts):,} comments, median of {args.rounds} interleaved rounds)")
+    print(f"\n== 1. batch throughput in one process ({len(texts):,} comments of mean length {mean_len:.0f}, "
+          f"median of {args.rounds} interleaved rounds; model only: no language identification or policy)")
     print(table(batch_rows, ["engine", "comments/s", "x plain", "x naive", "best comments/s"]))
     print(f"max |fast - plain| probability on 2,000 comments: {diff:.1e}")
 
-    # 2. single-comment latency
-    lat_fast = latencies(fast.predict_proba, texts, args.latency_calls)
-    lat_plain = latencies(artifact.predict_proba, texts, max(200, args.latency_calls // 4))
+    # 2. single-comment latency, on corpus comments (as earlier measurements) and on real-length ones
+    corpus_sample = [corpus_texts[i] for i in np.random.default_rng(args.seed).integers(0, len(corpus_texts), 5000)]
     lat_rows = []
-    for name, (wall, cpu) in (("fast path", lat_fast), ("plain pipeline", lat_plain)):
-        lat_rows.append([name, len(wall)] + [float(np.percentile(x, q) * 1e3) for x in (wall, cpu) for q in (50, 99)])
-    print("\n== single-comment model time (one predict_proba([text]) call; wall clock and the thread's CPU time)")
+    for kind, sample in (("corpus", corpus_sample), ("real-length", texts)):
+        lat_fast = latencies(fast.predict_proba, sample, args.latency_calls)
+        lat_plain = latencies(artifact.predict_proba, sample, max(200, args.latency_calls // 4))
+        sample_len = float(np.mean([len(t) for t in sample[:args.latency_calls]]))
+        for name, (wall, cpu) in (("fast path", lat_fast), ("plain pipeline", lat_plain)):
+            lat_rows.append([f"{name}, {kind} comments (mean {sample_len:.0f} chars)", len(wall)]
+                            + [float(np.percentile(x, q) * 1e3) for x in (wall, cpu) for q in (50, 99)])
+    print("\n== 2. single-comment model time (one predict_proba([text]) call; wall clock and the thread's CPU time)")
     print(table(lat_rows, ["engine", "calls", "p50 ms", "p99 ms", "p50 ms CPU", "p99 ms CPU"]))
-    print(f"plain / fast: p50 {lat_rows[1][2] / lat_rows[0][2]:.1f}x, p99 {lat_rows[1][3] / lat_rows[0][3]:.1f}x "
-          f"(CPU: p50 {lat_rows[1][4] / lat_rows[0][4]:.1f}x, p99 {lat_rows[1][5] / lat_rows[0][5]:.1f}x)")
+    for i in (0, 2):
+        print(f"{lat_rows[i][0].split(', ', 1)[1]}: plain / fast p50 {lat_rows[i + 1][2] / lat_rows[i][2]:.1f}x, "
+              f"p99 {lat_rows[i + 1][3] / lat_rows[i][3]:.1f}x")
 
     results = {
-        "model_version": artifact.version, "model_dir": str(args.model_dir), "input": "data/comments.csv resampled",
+        "model_version": artifact.version, "model_dir": str(args.model_dir), "saved_fast_arrays": has_arrays,
+        "input": {"kind": "real-length comments filled with data/comments.csv", "lengths": length_source,
+                  "mean_length": mean_len},
         "batch": {"comments": len(texts), "rounds": args.rounds, "seconds": times, "comments_per_s": rate,
                   "fast_over_plain": rate["fast path"] / rate["plain pipeline"],
                   "fast_over_naive": rate["fast path"] / rate["naive baseline"], "max_abs_diff": diff},
@@ -134,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         "fast_setup_s": fast_setup,
     }
     if not args.skip_score:
-        results["score"] = bench_score(args, corpus)
+        results["score"] = bench_score(args, corpus_texts)
     path = write_results("inference", results)
     print(f"\nresults: {path.relative_to(ROOT)}")
     return 0
@@ -143,69 +210,125 @@ def main(argv: list[str] | None = None) -> int:
 _RATE = re.compile(r"scored (\d+) of (\d+) rows in ([\d.]+)s")
 
 
-def bench_score(args: argparse.Namespace, corpus) -> dict:  # type: ignore[no-untyped-def]
-    """score.py as a user runs it: throughput by worker count, then peak memory by input size."""
-    workers = [int(w) for w in args.workers.split(",")]
-    sizes = [int(n) for n in args.memory_rows.split(",") if n]
-    out: dict = {"throughput": [], "memory": []}
+def bench_score(args: argparse.Namespace, corpus_texts: list[str]) -> dict:
+    """score.py as a user runs it: default flags against --slow, start-up, then the optional sweeps."""
+    out: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-score-") as tmp:
-        files: dict[int, Path] = {}
+        files: dict[int, tuple[Path, float]] = {}
 
-        def csv_of(n: int) -> Path:
+        def csv_of(n: int) -> tuple[Path, float]:
             if n not in files:
-                files[n] = Path(tmp) / f"comments-{n}.csv"
-                resample(corpus[["id", "text"]], n, args.seed).to_csv(files[n], index=False)
+                texts, _ = real_length_texts(corpus_texts, n, args.seed + 1)
+                path = Path(tmp) / f"comments-{n}.csv"
+                pd.DataFrame({"id": [f"r{i:08d}" for i in range(n)], "text": texts}).to_csv(path, index=False)
+                files[n] = (path, float(np.mean([len(t) for t in texts])))
             return files[n]
 
-        def score(n: int, w: int, fmt: str = "csv") -> dict:
-            output = Path(tmp) / f"scored-{n}-{w}.{fmt}"
-            run = run_measured([PYTHON, "score.py", str(csv_of(n)), "-o", str(output), "--model-dir",
-                                str(args.model_dir), "--workers", str(w), "--no-progress"], args.time_limit)
-            output.unlink(missing_ok=True)
+        def score(n: int, extra: Sequence[str] = (), fmt: str = "csv", keep: bool = False) -> dict:
+            src, _ = csv_of(n)
+            output = Path(tmp) / f"scored-{n}-{len(extra)}-{time.monotonic_ns()}.{fmt}"
+            load = os.getloadavg()[0]
+            started = time.time()
+            run = run_measured([PYTHON, "score.py", str(src), "-o", str(output), "--model-dir", str(args.model_dir),
+                                "--no-progress", *extra], args.time_limit)
             m = _RATE.search(run.stderr)
-            rec = {"rows": n, "workers": w, "output": fmt, "ok": run.ok, "returncode": run.returncode, "wall_s": run.seconds,
+            # the rename of the finished output sets its inode change time: process start -> output in place
+            renamed = output.stat().st_ctime - started if output.is_file() else None
+            rec = {"rows": n, "flags": " ".join(extra) or "(defaults)", "output": fmt, "ok": run.ok and output.is_file(),
+                   "returncode": run.returncode, "wall_s": run.seconds, "to_rename_s": renamed,
                    "rows_per_s_wall": n / run.seconds if run.ok else None,
-                   "rows_per_s_scoring": int(m.group(1)) / float(m.group(3)) if run.ok and m else None,
-                   "cpu_s": run.cpu_s, "rows_per_cpu_s": n / run.cpu_s if run.ok and run.cpu_s else None,
-                   "peak_rss_mb_largest_process": run.peak_rss_mb, "peak_rss_mb_all_processes": run.peak_tree_rss_mb}
-            if not run.ok:
-                rec["stderr_tail"] = run.stderr[-500:]
-                log.info("score.py rows=%d workers=%d did not finish (%s)", n, w, run.status)
+                   "rows_per_s_in_process": int(m.group(1)) / float(m.group(3)) if run.ok and m and float(m.group(3)) else None,
+                   "cpu_s": run.cpu_s, "peak_rss_mb_all_processes": run.peak_tree_rss_mb,
+                   "peak_rss_mb_largest_process": run.peak_rss_mb, "load_average_1m_before": load}
+            if not rec["ok"]:
+                rec["stderr_tail"] = run.stderr[-800:]
+                log.info("score.py %s on %d rows did not finish (%s): %s", rec["flags"], n, run.status, run.stderr[-800:])
+            if keep and rec["ok"]:
+                rec["path"] = output
+            else:
+                output.unlink(missing_ok=True)
             return rec
 
-        formats = [f for f in args.outputs.split(",") if f]
-        for fmt in formats:
-            for w in workers:
-                out["throughput"].append(score(args.score_rows, w, fmt))
-        rows = [[f"csv -> {r['output']}, --workers {r['workers']}", r["rows"], r["wall_s"],
-                 r["rows_per_s_wall"] or float("nan"), r["rows_per_s_scoring"] or float("nan"),
-                 r["rows_per_cpu_s"] or float("nan"), r["peak_rss_mb_all_processes"]] for r in out["throughput"]]
-        print(f"\n== score.py end to end ({args.score_rows:,} CSV rows; 'rows/s scoring' is the rate score.py prints: "
-              "its clock starts before the model is loaded, so only interpreter start-up and imports are left out)")
-        print(table(rows, ["run", "rows", "wall s", "rows/s wall", "rows/s scoring", "rows per CPU s",
-                           "peak MB (all procs)"]))
-        print("rows per CPU s: rows / (user + system CPU seconds of score.py and its workers, start-up "
-              "included); what one fully available core sustains, whatever else runs on the machine")
-        for fmt in formats:
-            runs = [r for r in out["throughput"] if r["output"] == fmt and r["ok"]]
-            for r in runs[1:]:
-                print(f"{fmt}: --workers {r['workers']} / --workers {runs[0]['workers']}: "
-                      f"{r['rows_per_s_scoring'] / runs[0]['rows_per_s_scoring']:.2f}x (scoring rate)")
+        # 3. default flags against --slow, same input, same run
+        n = args.score_rows
+        _, big_mean = csv_of(n)
+        fast_runs = [score(n, keep=(i == 0)) for i in range(args.score_runs)]
+        plain = score(n, ["--slow"], keep=True)
+        ok_fast = [r for r in fast_runs if r["ok"]]
+        best = sorted(ok_fast, key=lambda r: r["wall_s"])[len(ok_fast) // 2] if ok_fast else fast_runs[0]
+        same = None
+        if ok_fast and plain["ok"] and "path" in fast_runs[0]:
+            a = pd.read_csv(fast_runs[0]["path"], dtype=str, keep_default_na=False)
+            b = pd.read_csv(plain["path"], dtype=str, keep_default_na=False)
+            probs = [c for c in a.columns if c.startswith("p_")]
+            same = {"labels_identical": bool((a["label"] == b["label"]).all()),
+                    "actions_identical": bool((a["action"] == b["action"]).all()),
+                    "rows": len(a), "max_abs_probability_diff": float(np.nanmax(np.abs(
+                        a[probs].replace("", "nan").astype(float).to_numpy()
+                        - b[probs].replace("", "nan").astype(float).to_numpy())))}
+        for r in (*fast_runs, plain):
+            r.pop("path", None)
+        out["default_vs_slow"] = {"rows": n, "mean_length": big_mean, "fast_runs": fast_runs, "fast_median": best,
+                                  "slow": plain, "comparison": same}
+        rows = [[f"score.py (defaults), median of {len(ok_fast)} runs", best["wall_s"], best["rows_per_s_wall"],
+                 best["rows_per_s_in_process"], n / best["cpu_s"] if best["cpu_s"] else float("nan"),
+                 best["peak_rss_mb_all_processes"], best["load_average_1m_before"]],
+                ["score.py --slow (plain pipeline)", plain["wall_s"], plain["rows_per_s_wall"],
+                 plain["rows_per_s_in_process"], n / plain["cpu_s"] if plain["cpu_s"] else float("nan"),
+                 plain["peak_rss_mb_all_processes"], plain["load_average_1m_before"]]]
+        print(f"\n== 3. score.py with default flags (--workers auto = {os.cpu_count()} here) vs the plain pipeline "
+              f"(--slow, otherwise the same), {n:,} CSV rows of mean length {big_mean:.1f}")
+        print(table(rows, ["run", "wall s", "rows/s wall", "rows/s in-process", "rows per CPU s", "peak MB (all procs)",
+                           "load avg before"]))
+        print("wall: process start to exit (the output file is renamed before exit), interpreter start-up and imports "
+              "included; in-process: the rate score.py prints (from score_file's start, model loading included)")
+        print("fast runs (wall s): " + ", ".join(f"{r['wall_s']:.2f}" if r["ok"] else "failed" for r in fast_runs))
+        if ok_fast and plain["ok"]:
+            print(f"defaults / --slow: {best['rows_per_s_wall'] / plain['rows_per_s_wall']:.1f}x wall, "
+                  f"{best['rows_per_s_in_process'] / plain['rows_per_s_in_process']:.1f}x in-process")
+        if same is not None:
+            print(f"identical labels: {'yes' if same['labels_identical'] else 'NO'} ({same['rows']:,} rows; actions "
+                  f"identical: {'yes' if same['actions_identical'] else 'NO'}; max |p difference| "
+                  f"{same['max_abs_probability_diff']:.1e})")
 
-        w = max(workers)
-        for n in sizes:
-            out["memory"].append(score(n, w))
-        rows = [[r["rows"], r["wall_s"], r["rows_per_s_scoring"] or float("nan"), r["rows_per_cpu_s"] or float("nan"),
-                 r["peak_rss_mb_largest_process"], r["peak_rss_mb_all_processes"]] for r in out["memory"]]
-        print(f"\n== score.py peak memory by input size (--workers {w}, default --chunk-size)")
-        print(table(rows, ["rows", "wall s", "rows/s scoring", "rows per CPU s", "peak MB (largest proc)",
-                           "peak MB (all procs)"]))
-        ok = [r for r in out["memory"] if r["ok"]]
-        if len(ok) >= 2:
-            print(f"{ok[-1]['rows']:,} rows / {ok[0]['rows']:,} rows: peak memory "
-                  f"{ok[-1]['peak_rss_mb_all_processes'] / ok[0]['peak_rss_mb_all_processes']:.2f}x "
-                  f"for {ok[-1]['rows'] / ok[0]['rows']:.0f}x the input")
-    return out
+        # 4. start-up: a small file end to end
+        small = [score(args.small_rows) for _ in range(args.small_runs)]
+        ok_small = [r for r in small if r["ok"]]
+        out["small"] = {"rows": args.small_rows, "mean_length": csv_of(args.small_rows)[1], "runs": small}
+        print(f"\n== 4. score.py end to end on {args.small_rows:,} comments (mean length {csv_of(args.small_rows)[1]:.1f}), "
+              f"default flags, {args.small_runs} runs")
+        if ok_small:
+            for label, key in (("process start to renamed output", "to_rename_s"), ("process start to exit", "wall_s")):
+                values = [r[key] for r in ok_small]
+                print(f"{label}: median {statistics.median(values):.2f} s, min {min(values):.2f}, max {max(values):.2f} "
+                      f"(runs: {', '.join(f'{v:.2f}' for v in values)})")
+            print(f"CPU s (all processes): median {statistics.median([r['cpu_s'] for r in ok_small]):.2f}; "
+                  "1-minute load average before each run: " + ", ".join(f"{r['load_average_1m_before']:.1f}" for r in small))
+        else:
+            print("every run failed")
+
+        # 5. optional sweeps
+        workers = [w for w in args.workers.split(",") if w]
+        if workers:
+            sweep = []
+            for fmt in [f for f in args.outputs.split(",") if f]:
+                for w in workers:
+                    sweep.append(score(n, ["--workers", w], fmt))
+            out["workers_sweep"] = sweep
+            rows = [[f"csv -> {r['output']}, {r['flags']}", r["wall_s"], r["rows_per_s_wall"] or float("nan"),
+                     r["rows_per_s_in_process"] or float("nan"), n / r["cpu_s"] if r["cpu_s"] else float("nan"),
+                     r["peak_rss_mb_all_processes"]] for r in sweep]
+            print(f"\n== 5. score.py by --workers and output format ({n:,} CSV rows)")
+            print(table(rows, ["run", "wall s", "rows/s wall", "rows/s in-process", "rows per CPU s", "peak MB (all procs)"]))
+        sizes = [int(s) for s in args.memory_rows.split(",") if s]
+        if sizes:
+            mem = [score(s) for s in sizes]
+            out["memory"] = mem
+            rows = [[r["rows"], r["wall_s"], r["rows_per_s_in_process"] or float("nan"),
+                     r["peak_rss_mb_largest_process"], r["peak_rss_mb_all_processes"]] for r in mem]
+            print("\n== 5b. score.py peak memory by input size (default flags)")
+            print(table(rows, ["rows", "wall s", "rows/s in-process", "peak MB (largest proc)", "peak MB (all procs)"]))
+    return json.loads(json.dumps(out, default=str))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,14 @@ def _workers(value: str) -> int:
     return 0 if value == "auto" else _positive(value)
 
 
+def _cores() -> int:
+    """Cores this process may use (``--workers auto``), without importing the scoring module."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modclf",
@@ -124,10 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default="text", help="column holding the comment text (default: text)")
     p.add_argument("--prefix", default="", help="prefix for the added columns, e.g. pred_ (default: none)")
     p.add_argument("--chunk-size", type=_positive, default=None,
-                   help="rows read and scored at a time; bounds memory (default: 50000)")
-    p.add_argument("--workers", type=_workers, default=1,
-                   help=f"worker processes: a number, or auto for every core (this machine: {os.cpu_count()}) "
-                   "(default: 1)")
+                   help="rows read and scored at a time, and written as one part; bounds memory (default: 10000)")
+    p.add_argument("--workers", type=_workers, default=0, metavar="N|auto",
+                   help="processes scoring in parallel: a number, or auto for one per available core "
+                   f"(this machine: {_cores()}); workers are forked once the model is loaded, so they start at "
+                   "once (default: auto)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run into the same output, keeping the chunks it finished")
     p.add_argument("--slow", action="store_true",
@@ -216,7 +225,7 @@ def _policy_kw(func: Callable[..., Any], policy: Path) -> dict[str, Any]:
 
 def _score(args: argparse.Namespace) -> int:
     settings = _settings(args, model_dir=args.model_dir, policy=args.policy)
-    workers = args.workers or (os.cpu_count() or 1)
+    workers = args.workers  # 0: auto, resolved by score_file (one per available core)
     if args.engine == "dask":
         from .distributed import score_dask
 

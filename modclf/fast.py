@@ -13,22 +13,53 @@ one compiled kernel per batch (:func:`modclf._kernels.score_batch`):
 
 The result is the same computation as ``pipeline.predict_proba`` in float64; only the order of
 floating-point additions differs (tests check identical labels and probabilities within 1e-6).
+
+Building the tables from a fitted pipeline takes about a second, and unpickling the pipeline
+another; :meth:`FastPredictor.to_arrays` / :meth:`FastPredictor.from_arrays` save and restore the
+finished tables (``model.fast.npz`` beside ``model.joblib``, see :mod:`modclf.model`), so a process
+that only scores starts without scikit-learn. Every model array is read-only: the kernels never
+write them, so threads and forked worker processes share one copy.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import Pipeline
 
-from . import _kernels as K
-from .features import WORD_TOKEN_PATTERN, TextNormalizer
-from .labels import LABELS
-from .text import char_flags, normalize_text, prenormalize
+
+def _numba_numpy_support_without_scipy_linalg() -> None:
+    """Import numba's NumPy support before the first kernel runs, with scipy.linalg masked.
+
+    ``numba.np.arraymath`` probes for a BLAS when it is imported, by importing scipy.linalg (about a
+    quarter of a second, a fifth of a batch scorer's start-up), only to decide how its np.correlate
+    and np.convolve compute inner products; no kernel here uses them (they fall back to a loop), and
+    np.dot and friends still import scipy.linalg when a function that uses them compiles. Nothing
+    changes where scipy.linalg or numba's NumPy support is already loaded (e.g. with scikit-learn).
+    """
+    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
+        return
+    blas = "scipy.linalg.cython_blas"
+    sys.modules[blas] = None  # type: ignore[assignment]  # makes the probe's import fail at once
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        if blas in sys.modules and sys.modules[blas] is None:
+            del sys.modules[blas]
+
+
+_numba_numpy_support_without_scipy_linalg()
+
+from . import _kernels as K  # noqa: E402
+from .labels import LABELS  # noqa: E402
+from .text import char_flags, normalize_text, prenormalize  # noqa: E402
+
+if TYPE_CHECKING:  # scikit-learn is imported only to build the tables from a pipeline
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +115,8 @@ def _records(vec: TfidfVectorizer, coef: np.ndarray, order: np.ndarray) -> np.nd
 
 def _word_block(vec: TfidfVectorizer, coef: np.ndarray) -> tuple:
     """Kernel arguments for a word vectorizer: token table, unigram and bigram feature maps, weights."""
+    from .features import WORD_TOKEN_PATTERN
+
     _check_tfidf(vec)
     if vec.analyzer != "word" or vec.tokenizer is not None or vec.token_pattern != WORD_TOKEN_PATTERN \
             or vec.ngram_range[0] != 1 or vec.ngram_range[1] > 2:
@@ -165,16 +198,44 @@ def _empty_char_block(n_classes: int) -> tuple:
 
 #: sublinear tf ``1 + log(count)`` for small counts, computed by NumPy exactly as scikit-learn does.
 _LOG_TF = np.concatenate([[0.0], 1.0 + np.log(np.arange(1, 256, dtype=np.float64))])
+_LOG_TF.setflags(write=False)
 
 #: Texts run through the kernel at construction: compiles (or loads from the cache) every code path
 #: before the first real request, and before a server forks its workers.
 _WARM_UP = ["", "Warm up: ok?! x", "ÉCOLE été 😀 aaaa  b", "ÉÉÉÉ ÀÀÀÀ ÇÇÇÇ"]
+
+#: Layout of :meth:`FastPredictor.to_arrays`. Bump it whenever the kernels' arguments change
+#: meaning: saved arrays of another layout are ignored and rebuilt from the pipeline.
+ARRAYS_FORMAT = 1
+
+#: Names of the kernel arguments, in the order of the block tuples (``int``/``bool`` entries are
+#: stored as 0-d arrays and restored to Python scalars, so both paths give numba the same types).
+_WORD_FIELDS = ("tab", "pool", "starts", "lengths", "uni", "pair_tab", "pair_feat", "n_tok", "sublinear", "rec")
+_CHAR_FIELDS = ("hot", "tab", "pool", "starts", "lengths", "codes", "bits", "closed", "min_n", "max_n", "sublinear",
+                "rec", "tok_off", "tok_ids")
+_SCALARS = {"n_tok": int, "bits": int, "min_n": int, "max_n": int, "sublinear": bool, "closed": bool}
+
+
+def _frozen(block: tuple) -> tuple:
+    """The block with every array read-only (and C-contiguous): one numba signature whether the
+    tables were just built or loaded from disk, and no kernel can change a model by accident."""
+    out = []
+    for item in block:
+        if isinstance(item, np.ndarray):
+            item = np.ascontiguousarray(item)
+            item.setflags(write=False)
+        out.append(item)
+    return tuple(out)
 
 
 class FastPredictor:
     """Drop-in replacement for the fitted pipeline's ``predict_proba`` (columns in LABELS order)."""
 
     def __init__(self, pipeline: Pipeline, version: str = "unknown"):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        from .features import TextNormalizer
+
         steps = dict(pipeline.steps)
         if list(steps) != ["normalize", "features", "clf"] or not isinstance(steps["normalize"], TextNormalizer):
             raise ValueError("fast path expects the pipeline built by modclf.model.build_pipeline")
@@ -183,7 +244,7 @@ class FastPredictor:
             raise ValueError("fast path does not support FeatureUnion transformer_weights")
         order = [list(clf.classes_).index(label) for label in LABELS]
         coef = np.asarray(clf.coef_, dtype=np.float64)[order]
-        self.intercept = np.ascontiguousarray(np.asarray(clf.intercept_, dtype=np.float64)[order])
+        intercept = np.ascontiguousarray(np.asarray(clf.intercept_, dtype=np.float64)[order])
         n_classes = len(LABELS)
         word, char = None, None
         offset = 0
@@ -200,8 +261,16 @@ class FastPredictor:
                 raise ValueError("fast path supports at most one word and one char_wb vectorizer")
         if offset != coef.shape[1]:
             raise ValueError("feature count does not match the classifier")
-        self._word = word if word is not None else _empty_word_block(n_classes)
-        self._char = _with_token_ngrams(char, self._word) if char is not None else _empty_char_block(n_classes)
+        word = word if word is not None else _empty_word_block(n_classes)
+        char = _with_token_ngrams(char, word) if char is not None else _empty_char_block(n_classes)
+        self._setup(intercept, word, char, version)
+
+    def _setup(self, intercept: np.ndarray, word: tuple, char: tuple, version: str) -> None:
+        """Install the tables and run every kernel once (compiled or loaded from numba's cache now,
+        not on the first request, and before a server or a batch scorer forks its workers)."""
+        self.intercept = _frozen((intercept,))[0]
+        self._word = _frozen(word)
+        self._char = _frozen(char)
         self._flags = char_flags()
         self._local = threading.local()
         self.version = version
@@ -210,6 +279,45 @@ class FastPredictor:
         self.decision_function(_WARM_UP)
         normalize_text(_WARM_UP[-1])  # the single-text kernels too (dedup keys, similarity)
         log.debug("fast path ready for model %s", version)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The finished tables as named arrays (no pickle), for :meth:`from_arrays`."""
+        out: dict[str, np.ndarray] = {"format": np.asarray(ARRAYS_FORMAT, dtype=np.int64),
+                                      "labels": np.asarray(LABELS), "intercept": self.intercept}
+        for prefix, fields, block in (("word", _WORD_FIELDS, self._word), ("char", _CHAR_FIELDS, self._char)):
+            if len(fields) != len(block):
+                raise AssertionError(f"{prefix} block has {len(block)} entries, expected {len(fields)}")
+            for name, value in zip(fields, block):
+                out[f"{prefix}.{name}"] = np.asarray(value)
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], version: str = "unknown") -> "FastPredictor":
+        """A predictor from :meth:`to_arrays` output; ValueError when they are of another layout."""
+        try:
+            fmt = int(arrays["format"])
+            labels = tuple(str(x) for x in arrays["labels"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError("not fast-path arrays (no format or labels)") from None
+        if fmt != ARRAYS_FORMAT:
+            raise ValueError(f"fast-path arrays of layout {fmt}, this version reads layout {ARRAYS_FORMAT}")
+        if labels != LABELS:
+            raise ValueError(f"fast-path arrays for labels {labels}, expected {LABELS}")
+
+        def block(prefix: str, fields: tuple[str, ...]) -> tuple:
+            items: list[Any] = []
+            for name in fields:
+                key = f"{prefix}.{name}"
+                if key not in arrays:
+                    raise ValueError(f"fast-path arrays lack {key!r}")
+                value = arrays[key]
+                items.append(_SCALARS[name](value) if name in _SCALARS else value)
+            return tuple(items)
+
+        self = cls.__new__(cls)
+        self._setup(np.asarray(arrays["intercept"], dtype=np.float64), block("word", _WORD_FIELDS),
+                    block("char", _CHAR_FIELDS), version)
+        return self
 
     def _scratch(self) -> tuple:
         """This thread's kernel work arrays (the service scores on several threads at once)."""

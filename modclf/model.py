@@ -2,35 +2,49 @@
 
 This is the one place that knows how a model is built, saved and loaded; the trainer, the batch
 scorer and the service all go through it.
+
+A model directory holds ``model.joblib`` (the fitted scikit-learn pipeline), ``model.json`` (its
+metadata, including the sha256 of every model file) and, when the pipeline suits the fast path,
+``model.fast.npz``: the fast path's finished tables (plain arrays, no pickle) plus scikit-learn's
+probabilities for a few reference texts. A scorer that needs only the fast path loads that file
+(sha256-verified, ~30 ms) instead of importing scikit-learn and unpickling the pipeline (~2 s).
+Directories written before that file existed, or rewritten by a tool that does not write it, still
+load: the fast path is then built from the pipeline as before.
+
+scikit-learn and joblib are imported only by the functions that need them, so importing this
+module (for :func:`read_meta`, :func:`sha256_file`, ...) is cheap.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import joblib
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
 
 from .atomic import atomic_write_bytes
 from .errors import ModelError
-from .features import TextNormalizer, build_features
 from .labels import LABELS
 from .settings import DEFAULT_MODEL_DIR
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.joblib"
 META_FILE = "model.json"
+#: The fast path's arrays (numpy .npz, uncompressed, no pickled objects), beside MODEL_FILE.
+FAST_FILE = "model.fast.npz"
+#: model.json key describing FAST_FILE: file name, sha256, the model sha256 it was built from, layout.
+FAST_META_KEY = "fast_arrays"
 
 
 #: Label frequencies expected in live comment sections. The corpus over-represents the rare labels
@@ -60,6 +74,11 @@ def build_pipeline(seed: int = 0, C: float = DEFAULT_C, class_weight: dict[str, 
 
     ``class_weight`` is normally :func:`prior_class_weight` of the training labels.
     """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from .features import TextNormalizer, build_features
+
     return Pipeline(
         [
             ("normalize", TextNormalizer()),
@@ -76,6 +95,10 @@ def fit_model(texts: Sequence[str], labels: Sequence[str], seed: int = 0) -> Pip
 
 def build_baseline(seed: int = 0) -> Pipeline:
     """The naive reference: default TfidfVectorizer + default LogisticRegression."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
     return Pipeline(
         [("tfidf", TfidfVectorizer()), ("clf", LogisticRegression(max_iter=1000, random_state=seed))]
     )
@@ -117,10 +140,11 @@ class ModelArtifact:
 
 
 def save_artifact(pipeline: Pipeline, meta: dict[str, Any], model_dir: str | Path) -> dict[str, Any]:
-    """Persist the pipeline and its metadata; the model file's sha256 is recorded in the metadata.
+    """Persist the pipeline, the fast path's arrays and the metadata; each file's sha256 is recorded
+    in the metadata.
 
-    Both files are written atomically, model first, so a reader never sees metadata describing a
-    model file that is not there yet.
+    All files are written atomically, model files first, so a reader never sees metadata describing
+    a model file that is not there yet.
     """
     model_dir = Path(model_dir)
     tmp, digest = dump_pipeline(pipeline, model_dir)
@@ -130,8 +154,84 @@ def save_artifact(pipeline: Pipeline, meta: dict[str, Any], model_dir: str | Pat
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    meta.pop(FAST_META_KEY, None)
+    fast = save_fast_arrays(pipeline, model_dir, digest, str(meta.get("model_version", "unknown")))
+    if fast is not None:
+        meta[FAST_META_KEY] = fast
     write_json(model_dir / META_FILE, meta)
     return meta
+
+
+def save_fast_arrays(pipeline: Pipeline, model_dir: str | Path, model_sha256: str,
+                     version: str = "unknown") -> dict[str, Any] | None:
+    """Write :data:`FAST_FILE` for ``pipeline`` (whose model file has ``model_sha256``); return its
+    ``model.json`` entry, or None when the fast path does not support this pipeline.
+
+    Besides the tables, the file holds scikit-learn's own probabilities for the loader's reference
+    texts, so a loader that never unpickles the pipeline still checks the fast path against it.
+    The bytes depend only on the pipeline (fixed zip timestamps): same model, same file.
+    """
+    import zipfile
+
+    from .fast import ARRAYS_FORMAT, FastPredictor
+    from .moderator import SELF_CHECK_TEXTS
+
+    model_dir = Path(model_dir)
+    try:
+        predictor = FastPredictor(pipeline, version)
+    except ValueError as exc:
+        log.info("%s: no %s (%s)", model_dir, FAST_FILE, exc)
+        return None
+    arrays = predictor.to_arrays()
+    arrays["check.texts"] = np.asarray(SELF_CHECK_TEXTS)
+    arrays["check.proba"] = ModelArtifact(pipeline=pipeline).predict_proba(list(SELF_CHECK_TEXTS))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asarray(value), allow_pickle=False)
+    data = buf.getvalue()
+    atomic_write_bytes(model_dir / FAST_FILE, data)
+    return {"file": FAST_FILE, "sha256": hashlib.sha256(data).hexdigest(), "model_sha256": model_sha256,
+            "format": ARRAYS_FORMAT}
+
+
+def load_fast_arrays(model_dir: str | Path, meta: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """The fast path's arrays recorded in ``meta`` (``model.json``), sha256-verified; None when the
+    directory has none for this model file (older directories, or a model rewritten without them).
+
+    Raises :class:`ModelError` naming the file when model.json lists arrays that are missing,
+    unreadable or do not have the recorded sha256.
+    """
+    model_dir = Path(model_dir)
+    entry = meta.get(FAST_META_KEY)
+    if entry is None:
+        return None
+    meta_path = model_dir / META_FILE
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("file", "sha256")) \
+            or Path(entry["file"]).name != entry["file"]:
+        raise ModelError(f"{meta_path}: malformed {FAST_META_KEY!r} entry (expected a file name and its sha256)")
+    if entry.get("model_sha256") != meta.get("model_sha256"):
+        log.info("%s: %s was built for another model file; ignoring it", model_dir, entry["file"])
+        return None
+    path = model_dir / entry["file"]
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"{path}: fast-path arrays listed in {META_FILE} not found; the model directory is "
+                         "incomplete (copy it whole, or retrain)") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read fast-path arrays: {exc}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry["sha256"]:
+        raise ModelError(f"{path}: sha256 {digest[:12]}... does not match {META_FILE} ({entry['sha256'][:12]}...); "
+                         "the fast-path arrays were changed or corrupted")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except Exception as exc:  # zipfile and numpy raise many types on a corrupt file
+        raise ModelError(f"{path}: unreadable fast-path arrays: {type(exc).__name__}: {exc}") from None
 
 
 def dump_pipeline(pipeline: Pipeline, model_dir: Path) -> tuple[Path, str]:
@@ -141,6 +241,8 @@ def dump_pipeline(pipeline: Pipeline, model_dir: Path) -> tuple[Path, str]:
     """
     model_dir.mkdir(parents=True, exist_ok=True)
     _drop_run_state(pipeline)
+    import joblib
+
     fd, name = tempfile.mkstemp(dir=model_dir, prefix=".model.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
@@ -178,10 +280,14 @@ def read_meta(model_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_artifact(model_dir: str | Path = DEFAULT_MODEL_DIR) -> ModelArtifact:
-    """Load and verify a model directory. Raises :class:`ModelError` with a one-line reason."""
+def load_artifact(model_dir: str | Path = DEFAULT_MODEL_DIR, meta: dict[str, Any] | None = None) -> ModelArtifact:
+    """Load and verify a model directory. Raises :class:`ModelError` with a one-line reason.
+
+    ``meta``: the directory's metadata as read earlier by the caller (:func:`read_meta`), so that
+    the pipeline loaded later is verified against the same model.json as the rest of the model.
+    """
     model_dir = Path(model_dir)
-    meta = read_meta(model_dir)
+    meta = read_meta(model_dir) if meta is None else meta
     model_path = model_dir / meta.get("model_file", MODEL_FILE)
     if not model_path.is_file():
         raise ModelError(f"{model_path}: model file not found (train a model with `python train.py`)")
@@ -192,6 +298,8 @@ def load_artifact(model_dir: str | Path = DEFAULT_MODEL_DIR) -> ModelArtifact:
             f"({str(meta['model_sha256'])[:12]}...); the model file was changed or corrupted"
         )
     try:
+        import joblib
+
         pipeline = joblib.load(model_path)
     except Exception as exc:  # joblib/pickle raise many types on a corrupt file
         raise ModelError(f"{model_path}: cannot load model: {type(exc).__name__}: {exc}") from None
@@ -199,3 +307,21 @@ def load_artifact(model_dir: str | Path = DEFAULT_MODEL_DIR) -> ModelArtifact:
         raise ModelError(f"{model_path}: not a classifier over the labels {', '.join(LABELS)}")
     log.info("loaded model %s from %s", meta.get("model_version"), model_dir)
     return ModelArtifact(pipeline=pipeline, meta=meta, directory=model_dir)
+
+
+def add_fast_arrays(model_dir: str | Path = DEFAULT_MODEL_DIR) -> dict[str, Any]:
+    """Give an existing model directory (written before :data:`FAST_FILE` existed, or by a tool that
+    does not write it) its fast-path arrays; returns the updated metadata.
+
+    The pipeline is verified as by :func:`load_artifact`; model.json is rewritten atomically with the
+    new entry and is otherwise unchanged.
+    """
+    model_dir = Path(model_dir)
+    meta = read_meta(model_dir)
+    artifact = load_artifact(model_dir, meta=meta)
+    entry = save_fast_arrays(artifact.pipeline, model_dir, meta["model_sha256"], artifact.version)
+    if entry is None:
+        raise ModelError(f"{model_dir}: model not supported by the fast inference path")
+    meta = {**meta, FAST_META_KEY: entry}
+    write_json(model_dir / META_FILE, meta)
+    return meta

@@ -13,6 +13,13 @@ with a one-line reason when any check fails:
 4. the fast inference path (numba) compiles for it and agrees with scikit-learn on a fixed set of
    texts to 1e-6, so the fast path is only ever used where it is exact.
 
+When the directory also holds the fast path's saved arrays (``model.fast.npz``, listed with its
+sha256 in ``model.json``), they are verified and used instead of building the fast path from the
+pipeline, and the fast path is checked against the probabilities scikit-learn gave for the same
+reference texts when the arrays were saved. With ``lazy=True`` (batch scoring) the pipeline itself
+is then unpickled only if something needs it (explanations, ``fast=False``), verified against the
+same ``model.json``.
+
 Example
 -------
 >>> import modclf
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -57,9 +65,15 @@ SEGMENT_CHARS = 300
 SEGMENT_STEP = 250
 MAX_SEGMENTS = 64
 
-#: Texts the fast path must agree with scikit-learn on before it is used.
-_SELF_CHECK = ("Thanks for the report, very helpful.", "BUY CHEAP followers at www.example.com !!!",
-               "Is this confirmed by anyone?", "That is simply false, read the article again.", "")
+#: Texts the fast path must agree with scikit-learn on before it is used (saved model arrays carry
+#: scikit-learn's probabilities for them: modclf.model.save_fast_arrays).
+SELF_CHECK_TEXTS: tuple[str, ...] = (
+    "Thanks for the report, very helpful.", "BUY CHEAP followers at www.example.com !!!",
+    "Is this confirmed by anyone?", "That is simply false, read the article again.", "",
+    "Subscribe ➡ ｗｗｗ.ｃａｓｈ-ｆａｓｔ.ｃｏｍ or mail me: deals (at) example dot com, +1 555 010 9999 @bot_01",
+    "C'est faux !!! Das stimmt nicht. Это неправда. هذا غير صحيح",
+)
+_SELF_CHECK = SELF_CHECK_TEXTS
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -135,29 +149,86 @@ class Prediction(NamedTuple):
 
 
 class LoadedModel:
-    """One verified model directory: the scikit-learn artifact and its exact fast predictor."""
+    """One verified model directory: the exact fast predictor, the metadata, and the scikit-learn
+    artifact (loaded with the model, or on first use when loaded with ``lazy=True``)."""
 
-    def __init__(self, artifact: Any, predictor: Any, directory: Path):
-        self.artifact = artifact
+    def __init__(self, artifact: Any, predictor: Any, directory: Path, *, meta: dict[str, Any] | None = None):
+        if artifact is None and meta is None:
+            raise ValueError("LoadedModel needs the artifact or the model's metadata")
+        self._artifact = artifact
+        self._artifact_lock = threading.Lock()
+        self.meta: dict[str, Any] = artifact.meta if meta is None else meta
         self.predictor = predictor
         self.directory = directory
-        self.version: str = artifact.version
+        self.version: str = str(self.meta.get("model_version", "unknown"))
         self.loaded_at = time.time()
         #: languages with enough training comments (model.json); a model that does not say is
         #: taken to read English only, the safe assumption
         self.supported_languages: frozenset[str] = frozenset(
-            (artifact.meta.get("languages") or {}).get("supported") or ("en",))
+            (self.meta.get("languages") or {}).get("supported") or ("en",))
+
+    @property
+    def artifact(self) -> Any:
+        """The scikit-learn artifact (pipeline + metadata). A model loaded lazily unpickles it here,
+        once, verified against the model.json it was loaded with (ModelError if it no longer matches)."""
+        if self._artifact is None:
+            with self._artifact_lock:
+                if self._artifact is None:
+                    from .model import load_artifact
+
+                    self._artifact = load_artifact(self.directory, meta=self.meta)
+        return self._artifact
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_artifact_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._artifact_lock = threading.Lock()
 
     @classmethod
-    def load(cls, model_dir: str | Path, *, fast: bool = True) -> "LoadedModel":
+    def load(cls, model_dir: str | Path, *, fast: bool = True, lazy: bool = False) -> "LoadedModel":
         """Load, verify (sha256) and self-check a model directory; raises ModelError (one line).
 
         ``fast=False`` predicts with the plain scikit-learn pipeline (same numbers, ~10x slower).
+        ``lazy=True``: when the directory has saved fast-path arrays, do not unpickle the pipeline
+        until something needs it (a batch scorer starts in a fraction of the time).
         """
-        from .model import load_artifact
+        from .model import load_artifact, load_fast_arrays, read_meta
 
         directory = Path(model_dir)
-        return cls.from_artifact(load_artifact(directory), directory, fast=fast)
+        meta = read_meta(directory)
+        if fast:
+            arrays = load_fast_arrays(directory, meta)
+            model = cls._from_arrays(arrays, meta, directory) if arrays is not None else None
+            if model is not None:
+                if not lazy:
+                    model.artifact  # noqa: B018 - verify and load it now, as before
+                return model
+        return cls.from_artifact(load_artifact(directory, meta=meta), directory, fast=fast)
+
+    @classmethod
+    def _from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], directory: Path) -> "LoadedModel | None":
+        """The model from its saved fast-path arrays, checked against the probabilities scikit-learn
+        gave for the reference texts when they were saved; None (build from the pipeline instead)
+        when they are of another layout or disagree."""
+        from .fast import FastPredictor
+
+        try:
+            predictor = FastPredictor.from_arrays(arrays, str(meta.get("model_version", "unknown")))
+            texts = [str(t) for t in arrays["check.texts"]]
+            expected = np.asarray(arrays["check.proba"], dtype=np.float64)
+        except (KeyError, ValueError) as exc:
+            log.info("%s: saved fast-path arrays not used (%s); building the fast path from the pipeline", directory, exc)
+            return None
+        got = predictor.predict_proba(texts)
+        if not texts or got.shape != expected.shape or not np.allclose(got, expected, rtol=0, atol=1e-6):
+            log.warning("%s: saved fast-path arrays disagree with the probabilities scikit-learn gave when they were "
+                        "saved; building the fast path from the pipeline", directory)
+            return None
+        return cls(None, predictor, directory, meta=meta)
 
     @classmethod
     def from_artifact(cls, artifact: Any, directory: Path, *, fast: bool = True) -> "LoadedModel":
@@ -170,8 +241,8 @@ class LoadedModel:
             predictor = FastPredictor.from_artifact(artifact)
         except ValueError as exc:
             raise ModelError(f"{directory}: model not supported by the fast inference path: {exc}") from None
-        fast = predictor.predict_proba(list(_SELF_CHECK))
-        slow = artifact.predict_proba(list(_SELF_CHECK))
+        fast = predictor.predict_proba(list(SELF_CHECK_TEXTS))
+        slow = artifact.predict_proba(list(SELF_CHECK_TEXTS))
         if not np.allclose(fast, slow, rtol=0, atol=1e-6):
             raise ModelError(f"{directory}: fast inference path disagrees with scikit-learn on this model")
         return cls(artifact, predictor, directory)

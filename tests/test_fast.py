@@ -122,3 +122,24 @@ def test_unsupported_pipelines_are_refused() -> None:
     small = _small_pipeline(FeatureUnion([("char", TfidfVectorizer(analyzer="char", min_df=2))]), n=300)
     with pytest.raises(ValueError):
         FastPredictor.from_artifact(small)
+
+
+def test_saved_arrays_give_the_same_numbers(artifact, fast: FastPredictor) -> None:
+    """to_arrays / from_arrays (model.fast.npz) restore exactly the tables built from the pipeline."""
+    restored = FastPredictor.from_arrays(fast.to_arrays(), "restored")
+    texts = pd.read_csv(DATA, dtype=str, keep_default_na=False)["text"].tolist()[:1000] + HARD
+    np.testing.assert_array_equal(restored.predict_proba(texts), fast.predict_proba(texts))
+    assert_same(artifact, restored, texts)
+
+
+def test_model_arrays_are_read_only(fast: FastPredictor) -> None:
+    arrays = [a for block in (fast._word, fast._char) for a in block if isinstance(a, np.ndarray)]
+    assert arrays and not any(a.flags.writeable for a in arrays)
+
+
+def test_arrays_of_another_layout_are_refused(fast: FastPredictor) -> None:
+    arrays = fast.to_arrays()
+    with pytest.raises(ValueError, match="layout"):
+        FastPredictor.from_arrays({**arrays, "format": np.asarray(fast_module.ARRAYS_FORMAT + 1)})
+    with pytest.raises(ValueError, match="lack"):
+        FastPredictor.from_arrays({k: v for k, v in arrays.items() if k != "char.rec"})

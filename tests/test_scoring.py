@@ -109,11 +109,47 @@ def test_fast_and_plain_paths_write_the_same_rows(tmp_path: Path, model_dir: Pat
     assert np.allclose(a[list(PROBA_COLUMNS)].fillna(-1), b[list(PROBA_COLUMNS)].fillna(-1), atol=1e-9)
 
 
-def test_workers_give_the_same_output_as_one_process(tmp_path: Path, model_dir: Path) -> None:
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_workers_give_the_same_output_as_one_process(tmp_path: Path, model_dir: Path, fmt: str) -> None:
+    frame(200).to_csv(tmp_path / "in.csv", index=False)
+    one = score_file(tmp_path / "in.csv", tmp_path / f"one.{fmt}", model_dir, chunk_size=30, workers=1)
+    two = score_file(tmp_path / "in.csv", tmp_path / f"two.{fmt}", model_dir, chunk_size=30, workers=2)
+    assert (one.workers, two.workers) == (1, 2)
+    if fmt == "parquet":
+        assert pd.read_parquet(tmp_path / "one.parquet").equals(pd.read_parquet(tmp_path / "two.parquet"))
+    else:
+        assert (tmp_path / f"one.{fmt}").read_bytes() == (tmp_path / f"two.{fmt}").read_bytes()
+    assert not (tmp_path / f"two.{fmt}.parts").exists()
+
+
+def test_the_command_uses_every_core_by_default(tmp_path: Path, model_dir: Path, capsys) -> None:
     frame(200).to_csv(tmp_path / "in.csv", index=False)
     score_file(tmp_path / "in.csv", tmp_path / "one.csv", model_dir, chunk_size=30, workers=1)
-    score_file(tmp_path / "in.csv", tmp_path / "two.csv", model_dir, chunk_size=30, workers=2)
-    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
+    assert score_cli.main([str(tmp_path / "in.csv"), "-o", str(tmp_path / "auto.csv"), "--model-dir", str(model_dir),
+                           "--chunk-size", "30"]) == 0
+    cores = scoring.available_cores()
+    assert f"rows/s, {cores} worker" in capsys.readouterr().err.splitlines()[0]
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "auto.csv").read_bytes()
+    from modclf.cli import build_parser
+
+    help_text = build_parser()._subparsers._group_actions[0].choices["score"].format_help()  # type: ignore[union-attr]
+    assert "auto" in help_text and "(default: auto)" in " ".join(help_text.split())
+
+
+def test_an_input_of_one_small_chunk_is_scored_in_this_process(tmp_path: Path, model_dir: Path) -> None:
+    frame(50).to_csv(tmp_path / "in.csv", index=False)
+    summary = score_file(tmp_path / "in.csv", tmp_path / "out.csv", model_dir, workers="auto")
+    assert summary.workers == 1 and summary.rows == 50
+
+
+def test_a_single_chunk_shared_with_workers_gives_the_same_output(tmp_path: Path, model_dir: Path) -> None:
+    n = scoring.SHARE_MIN_ROWS + 7
+    frame(n).to_csv(tmp_path / "in.csv", index=False)
+    one = score_file(tmp_path / "in.csv", tmp_path / "one.csv", model_dir, workers=1)
+    shared = score_file(tmp_path / "in.csv", tmp_path / "shared.csv", model_dir, workers=3)
+    assert (one.workers, shared.workers) == (1, 3)
+    assert (one.rows, one.labels, one.errors) == (shared.rows, shared.labels, shared.errors)
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "shared.csv").read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -221,3 +257,33 @@ def test_killed_process_resumes_without_losing_or_duplicating_rows(tmp_path: Pat
     clean = tmp_path / "clean.csv"
     subprocess.run([*cmd[:4], str(clean), *cmd[5:]], check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
     assert (tmp_path / "out.csv").read_bytes() == clean.read_bytes()
+
+
+@pytest.mark.slow
+def test_workers_end_with_a_killed_parent(tmp_path: Path, model_dir: Path) -> None:
+    """kill -9 of score.py must not leave its worker processes behind."""
+    corpus = pd.read_csv(DATA, dtype=str, keep_default_na=False)
+    pd.DataFrame({"text": np.resize(corpus["text"].to_numpy(), 20_000)}).to_csv(tmp_path / "in.csv", index=False)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "score.py"), str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv"),
+                             "--model-dir", str(model_dir), "--chunk-size", "500", "--workers", "2", "--no-progress"],
+                            cwd=ROOT, stderr=subprocess.DEVNULL)
+    parts = tmp_path / "out.csv.parts"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(parts.glob("part-*.csv"))) < 2:
+        time.sleep(0.05)
+    children = [int(c) for task in Path(f"/proc/{proc.pid}/task").iterdir()
+                for c in (task / "children").read_text().split()]
+    assert len(children) == 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+
+    deadline = time.time() + 20
+    while time.time() < deadline and any(map(alive, children)):
+        time.sleep(0.1)
+    assert [c for c in children if alive(c)] == [], "workers outlived their killed parent"
