@@ -196,7 +196,7 @@ def test_documented_mapping() -> None:
         "status": "REJECTED", "actions": [{"actionType": "FLAG", "reason": "COMMENT_DETECTED_SPAM"}]}
     assert coral_response(_result("spam", "review", spam=0.6, other=0.4), policy) == {
         "status": "SYSTEM_WITHHELD", "actions": [{"actionType": "FLAG", "reason": "COMMENT_DETECTED_SPAM"}]}
-    # not the top label, but p(spam) reached the policy's spam escalation (0.35)
+    # not the top label, but p(spam) reached the policy's spam escalation
     assert coral_response(_result("other", "review", other=0.55, spam=0.4), policy)["actions"] == [
         {"actionType": "FLAG", "reason": "COMMENT_DETECTED_SPAM"}]
     assert coral_response(_result("dispute", "review", dispute=0.9), policy) == {
