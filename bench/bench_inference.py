@@ -13,6 +13,7 @@ target. Only lengths are taken from the evaluation file, never text.
 1. batch throughput in this process (one core, median of --rounds interleaved rounds):
    FastPredictor.predict_proba, the shipped pipeline's predict_proba, and the naive baseline
    (default TfidfVectorizer + LogisticRegression, trained here on the corpus);
+   then the CPU time per scored row, split into its parts (what bounds score.py's rate);
 2. single-comment latency: p50/p99 of one predict_proba([text]) call, fast vs plain, on corpus
    comments and on the real-length ones;
 3. score.py as a user runs it, with default flags (workers auto, default chunk size), on
@@ -63,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
     p.add_argument("--batch", type=int, default=20_000, help="comments per batch measurement (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per engine (default: %(default)s)")
+    p.add_argument("--breakdown-rows", type=int, default=5000, help="rows for the per-row CPU breakdown (default: %(default)s)")
     p.add_argument("--latency-calls", type=int, default=2000, help="single-comment calls per engine (default: %(default)s)")
     p.add_argument("--score-rows", type=int, default=200_000, help="CSV rows for score.py (default: %(default)s)")
     p.add_argument("--score-runs", type=int, default=3,
@@ -173,6 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     print(table(batch_rows, ["engine", "comments/s", "x plain", "x naive", "best comments/s"]))
     print(f"max |fast - plain| probability on 2,000 comments: {diff:.1e}")
 
+    # 1b. where the CPU time of a scored row goes (what bounds score.py: every row pays all of it)
+    breakdown = row_costs(args.model_dir, texts[:args.breakdown_rows], args.rounds)
+    total = breakdown["score_frame (everything score.py does per row but I/O)"]
+    print(f"\n== 1b. CPU time per scored row ({args.breakdown_rows:,} comments of mean length "
+          f"{np.mean([len(t) for t in texts[:args.breakdown_rows]]):.0f}, best of {args.rounds}; fast path)")
+    print(table([[name, us, 100 * us / total] for name, us in breakdown.items()], ["part", "us/row", "% of row"]))
+    print(f"bound on {os.cpu_count()} fully available cores: {os.cpu_count() * 1e6 / total:,.0f} rows/s "
+          "(before reading, writing and start-up)")
+
     # 2. single-comment latency, on corpus comments (as earlier measurements) and on real-length ones
     corpus_sample = [corpus_texts[i] for i in np.random.default_rng(args.seed).integers(0, len(corpus_texts), 5000)]
     lat_rows = []
@@ -199,12 +210,42 @@ def main(argv: list[str] | None = None) -> int:
         "latency_ms": {r[0]: {"calls": r[1], "p50": r[2], "p99": r[3], "p50_cpu": r[4], "p99_cpu": r[5]}
                        for r in lat_rows},
         "fast_setup_s": fast_setup,
+        "row_cpu_us": breakdown,
     }
     if not args.skip_score:
         results["score"] = bench_score(args, corpus_texts)
     path = write_results("inference", results)
     print(f"\nresults: {path.relative_to(ROOT)}")
     return 0
+
+
+def row_costs(model_dir: Path, texts: list[str], rounds: int) -> dict[str, float]:
+    """CPU microseconds per row of the parts of scoring, as score.py runs them (lazy model, policy)."""
+    from modclf.language import detect
+    from modclf.moderator import bounded_window, clean_text
+    from modclf.predict import score_frame
+    from modclf.scoring import load_moderator
+    from modclf.text import prenormalize
+
+    moderator = load_moderator(model_dir)
+    frame = pd.DataFrame({"text": texts})
+    windows = [bounded_window(clean_text(t), moderator.window_chars).text for t in texts]
+    prediction = moderator.predict(texts)
+    parts: dict[str, Callable[[], object]] = {
+        "text normalization (modclf.text.prenormalize)": lambda: [prenormalize(t) for t in windows],
+        "model, fast path (normalization + kernel)": lambda: moderator.model.predict_proba(windows),
+        "language identification (modclf.language.detect)": lambda: [detect(w) for w in windows],
+        "Moderator.predict (window, model, language, segments)": lambda: moderator.predict(texts),
+        "Moderator.decide (policy)": lambda: moderator.decide(prediction),
+        "score_frame (everything score.py does per row but I/O)": lambda: score_frame(moderator, frame),
+    }
+    best = {name: float("inf") for name in parts}
+    for _ in range(rounds):
+        for name, fn in parts.items():
+            start = time.process_time()
+            fn()
+            best[name] = min(best[name], time.process_time() - start)
+    return {name: 1e6 * seconds / len(texts) for name, seconds in best.items()}
 
 
 _RATE = re.compile(r"scored (\d+) of (\d+) rows in ([\d.]+)s")
