@@ -18,7 +18,10 @@ greenlet each, not a whole worker, and the body guard (modclf.serving.body) give
 that has not arrived within ``body_timeout`` seconds. Sync workers (one request per process) have
 the shortest tail on a friendly network but stop answering when slow clients hold every worker;
 gthread workers only defer connections that have sent nothing yet. bench/bench_slow_clients.py
-compares them side by side (README, "Security and robustness"). On the open internet a buffering
+compares them side by side (README, "Security and robustness"). Keep-alive is off by default
+(``MODCLF_KEEPALIVE=0``): each request comes in on a new connection and waits in the one accept
+queue that every worker serves, so a worker that is busy or descheduled never holds other clients'
+requests (a kept-alive connection stays with one worker: p99 x10 under load, bench_service.py). On the open internet a buffering
 proxy (nginx) in front is still good practice; the service does not depend on one.
 
 The model is loaded once in the master before the workers are forked (preload_app), so a bad model

@@ -451,6 +451,12 @@ class Moderator:
                         for v, w in zip(verdicts, windows)]
         return verdicts
 
+    def warm_up(self) -> None:
+        """Load what the first classification would otherwise load on demand (the language
+        identifier's model, the compiled kernels), so that a server does it once before forking its
+        workers instead of stalling each worker's first requests (p99 of a fresh server x15)."""
+        self.classify(["Warm-up: is this comment about the ceasefire a question? " + "x" * (SEGMENT_TRIGGER + 1)])
+
     def __repr__(self) -> str:
         return f"Moderator(model={self.version!r}, policy={self.policy_version!r}, window_chars={self.window_chars})"
 

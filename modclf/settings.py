@@ -90,8 +90,11 @@ class Settings:
     worker_connections: int = 1000
     #: gunicorn: seconds before a stuck worker is replaced
     timeout: int = 30
-    #: gunicorn: seconds an idle kept-alive connection stays open (0 = no keep-alive)
-    keepalive: int = 5
+    #: gunicorn: seconds an idle kept-alive connection stays open. 0 (default): one request per
+    #: connection, so every request waits in the one accept queue that all workers serve; a kept-alive
+    #: connection is pinned to one worker, and its requests wait behind that worker's other
+    #: connections even when another worker is idle (bench/bench_service.py: p99 x10 under load)
+    keepalive: int = 0
     #: gunicorn: write the master's pid here (for kill -HUP)
     pidfile: str = ""
     #: gunicorn: control socket path (empty = none)

@@ -47,6 +47,7 @@ class ServiceState:
         self.window_chars = window_chars
         self._moderator = Moderator(LoadedModel.load(self._model_dir), load_policy(self._policy_path),
                                     window_chars=window_chars)
+        self._moderator.warm_up()
         self.explain_top = explain_top
         self.metrics = metrics
         #: pid of the gunicorn master when running under gunicorn (set by the gunicorn config), so an
@@ -167,6 +168,7 @@ class ServiceState:
     def _swap(self, new: LoadedModel, policy: Policy | None, directory: Path) -> None:
         old = self._moderator.version
         moderator = Moderator(new, policy or self._moderator.policy, window_chars=self.window_chars)
+        moderator.warm_up()
         self._moderator, self._model_dir = moderator, directory  # the atomic swap: one reference assignment
         if self.metrics is not None:
             self.metrics.reloads.labels("ok").inc()
