@@ -260,7 +260,7 @@ def distinct_comments(df: pd.DataFrame, n: int, seed: int = 0, q: float = 0.05) 
     rng = np.random.default_rng(seed)
     lexicon = _SyntheticLexicon(base, k, beta, q, rng)
     src = rng.integers(0, len(texts), n)
-    seen: set[int] = set()
+    seen: set[str] = set()
     out = np.empty(n, dtype=object)
     position = 0
     for i, s in enumerate(src):
@@ -273,7 +273,7 @@ def distinct_comments(df: pd.DataFrame, n: int, seed: int = 0, q: float = 0.05) 
         position += len(words)
         text = "".join(parts)
         attempts = 0
-        while hash(text) in seen:
+        while text in seen:
             attempts += 1
             if len(parts) > 1:
                 j = 2 * int(rng.integers(len(parts) // 2)) + 1
@@ -281,7 +281,7 @@ def distinct_comments(df: pd.DataFrame, n: int, seed: int = 0, q: float = 0.05) 
             else:
                 parts[0] = parts[0] + " " + lexicon.draw(position, force_new=attempts > 3)
             text = "".join(parts)
-        seen.add(hash(text))
+        seen.add(text)
         out[i] = text
     result = df.iloc[src].reset_index(drop=True)
     result["text"] = out
