@@ -103,28 +103,45 @@ def test_large_counts_and_other_tfidf_settings() -> None:
         assert abs(got - expected).max() < 1e-13, params
 
 
-def test_objective_is_sklearns_linear_model_loss(normalized: list[str], corpus) -> None:
-    design = fit_union_lean(build_features(), normalized)
+def _check_objective(design, y: np.ndarray, n_classes: int) -> None:
+    """The lean objective equals LinearModelLoss(HalfMultinomialLoss) on the same matrix, weights, penalty."""
     X = design.to_csr(np.float64)
-    y = np.unique(corpus[1], return_inverse=True)[1].astype(np.float64)
     rng = np.random.default_rng(0)
     sw = rng.random(len(y)) + 0.5
     l2 = 1 / sw.sum()
-    objective = _MultinomialObjective(design, y, sw, l2, 5, fit_intercept=True)
-    x = rng.normal(size=design.n_features * 5 + 5) * 0.3
+    objective = _MultinomialObjective(design, y, sw, l2, n_classes, fit_intercept=True)
+    nf, K = design.n_features, n_classes
+    x = rng.normal(size=nf * K + K) * 0.3
     grad = np.empty_like(x)
     loss = objective(x, grad)
-    nf = design.n_features
-    W = np.empty((nf, 5))
-    W[design.columns] = x[:nf * 5].reshape(nf, 5)  # internal column order -> the union's
-    reference = LinearModelLoss(base_loss=HalfMultinomialLoss(n_classes=5), fit_intercept=True)
-    loss_ref, grad_ref = reference.loss_gradient(np.concatenate([W, x[None, nf * 5:]]).ravel(), X, y, sw, l2)
-    grad_ref = grad_ref.reshape(nf + 1, 5)
+    W = np.empty((nf, K))
+    W[design.columns] = x[:nf * K].reshape(nf, K)  # internal column order -> the union's
+    reference = LinearModelLoss(base_loss=HalfMultinomialLoss(n_classes=K), fit_intercept=True)
+    loss_ref, grad_ref = reference.loss_gradient(np.concatenate([W, x[None, nf * K:]]).ravel(), X, y, sw, l2)
+    grad_ref = grad_ref.reshape(nf + 1, K)
     assert loss == pytest.approx(loss_ref, rel=1e-12)
-    got = np.empty((nf, 5))
-    got[design.columns] = grad[:nf * 5].reshape(nf, 5)
+    got = np.empty((nf, K))
+    got[design.columns] = grad[:nf * K].reshape(nf, K)
     assert np.allclose(got, grad_ref[:nf], rtol=1e-9, atol=1e-15)
-    assert np.allclose(grad[nf * 5:], grad_ref[nf], rtol=1e-9, atol=1e-15)
+    assert np.allclose(grad[nf * K:], grad_ref[nf], rtol=1e-9, atol=1e-15)
+
+
+def test_objective_is_sklearns_linear_model_loss(normalized: list[str], corpus) -> None:
+    y = np.unique(corpus[1], return_inverse=True)[1].astype(np.float64)
+    _check_objective(fit_union_lean(build_features(), normalized), y, 5)
+
+
+@pytest.mark.parametrize("n_classes", [3, 7])
+def test_objective_with_large_counts_and_other_class_counts(n_classes: int) -> None:
+    """Counts over 254 (beside the uint8 codes) and class counts that are not the kernel's 5."""
+    rng = np.random.default_rng(1)
+    words = ["ha", "ho", "hum", "tra", "la", "x"]
+    docs = [" ".join(rng.choice(words, size=int(rng.integers(1, 2500)))) for _ in range(60)]
+    union = FeatureUnion([("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
+                          ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 3)))])
+    design = fit_union_lean(union, docs, chunk_rows=7)
+    assert len(design.ov_pos) > 0
+    _check_objective(design, (np.arange(60) % n_classes).astype(np.float64), n_classes)
 
 
 def _pipelines(labels: list[str], tol: float) -> tuple[Pipeline, Pipeline]:
