@@ -264,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=10.0, help="seconds per scenario (default: %(default)s)")
     p.add_argument("--connections", type=int, default=16, help="concurrent connections (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=100, help="comments per batch request (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1,
-                   help="gunicorn workers (default: 2 x CPUs + 1, as modclf.gunicorn_conf)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="gunicorn workers (default 0: as the server decides, one per CPU for gevent, 2 x CPUs + 1 otherwise)")
     p.add_argument("--worker-class", choices=["gevent", "sync", "gthread"], default="gevent",
                    help="gunicorn worker class (default: %(default)s, as modclf.gunicorn_conf)")
     p.add_argument("--threads", type=int, default=4, help="threads per gthread worker (default: %(default)s)")
@@ -277,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     from modclf.model import ModelError, load_artifact
+    from modclf.settings import Settings
+
+    args.workers = args.workers or Settings(worker_class=args.worker_class).worker_count
 
     try:
         version = load_artifact(args.model_dir).version

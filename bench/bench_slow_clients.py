@@ -40,7 +40,7 @@ from bench_service import free_port, load_texts, run_python, run_wrk, start_serv
 
 CANDIDATES = {
     # name: (server, worker_class, workers, threads)
-    "gevent": ("gunicorn", "gevent", 2 * (os.cpu_count() or 1) + 1, 1),
+    "gevent": ("gunicorn", "gevent", os.cpu_count() or 1, 1),  # as modclf.settings: one per CPU
     "sync": ("gunicorn", "sync", 2 * (os.cpu_count() or 1) + 1, 1),
     "gthread": ("gunicorn", "gthread", 2 * (os.cpu_count() or 1) + 1, 4),
     "waitress": ("waitress", "-", 1, 8),

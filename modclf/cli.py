@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_score)
 
     p = sub.add_parser("serve", help="serve the model over HTTP (gunicorn)",
-                       description="Start the HTTP service: gunicorn with gevent workers (2 x CPUs + 1), the model "
+                       description="Start the HTTP service: gunicorn with gevent workers (one per CPU), the model "
                        "loaded and verified once before the workers start. Refuses to start, with a one-line reason, "
                        "on a missing or tampered model, a bad policy or an invalid setting. See README, Service.")
     model_dir(p, "to serve")
@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="interface to listen on (with --port; overrides --bind)")
     p.add_argument("--port", type=int, default=None, help="TCP port (with --host; overrides --bind)")
     p.add_argument("--workers", type=_workers, default=None,
-                   help="worker processes, or auto for 2 x CPUs + 1 (default: $MODCLF_WORKERS or auto)")
+                   help="worker processes, or auto: one per CPU for gevent workers, 2 x CPUs + 1 for sync/gthread "
+                        "(default: $MODCLF_WORKERS or auto)")
     p.add_argument("--dev", action="store_true",
                    help="Flask's development server (one process, auto-reload off) instead of gunicorn")
     p.set_defaults(run=_serve)

