@@ -85,9 +85,11 @@ UNDETERMINED = "und"
 MIN_LETTERS = 15
 MIN_CONFIDENCE = 0.5
 # Longest stretch of (cleaned) text given to the model: a few sentences are enough for a language
-# decision, and the identifier's cost grows with its input (300 characters: about 2/3 of the time
-# of 1,000 on this machine; every language test and corpus check gives the same answers).
-MAX_MODEL_CHARS = 300
+# decision, and the identifier's cost grows with its input. 200 instead of 300 characters: ~25% less
+# time per long comment; on the 17,652 rows of data/comments.csv + data/validation.csv the reliable
+# language changed for 4, all code-switched comments now read by their first language (3 of them
+# from English to ru/es/und, i.e. to review).
+MAX_MODEL_CHARS = 200
 
 # Languages present in the training corpus, as counted by ``corpus_languages("data/comments.csv")``
 # (reliable detections only) on its 14,150 rows when this module was written; the rest were
@@ -190,8 +192,16 @@ def clean_for_detection(text: str) -> str:
 _NOT_LETTER = re.compile(r"[\W\d_]+")
 
 
+_ASCII = bytes(range(128))
+_ASCII_NOT_LETTER = bytes(c for c in _ASCII if not chr(c).isalpha())
+_ASCII_NOT_UPPER = bytes(c for c in _ASCII if not chr(c).isupper())
+
+
 def _letters_and_upper(text: str) -> tuple[int, int]:
     """(letters, upper-case letters), counted in C rather than one Python step per character."""
+    if text.isascii():  # most comments: two byte-level deletions, ~10x cheaper than the general path
+        raw = text.encode("ascii")
+        return len(raw.translate(None, _ASCII_NOT_LETTER)), len(raw.translate(None, _ASCII_NOT_UPPER))
     letters = _NOT_LETTER.sub("", text)
     return len(letters), sum(map(str.isupper, letters))
 
