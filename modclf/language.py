@@ -71,6 +71,9 @@ from typing import Iterable, NamedTuple
 
 __all__ = [
     "CORPUS_LANGUAGES",
+    "LATIN",
+    "SCRIPTS",
+    "dominant_script",
     "Detection",
     "MIN_CONFIDENCE",
     "MIN_LETTERS",
@@ -119,6 +122,36 @@ _BARE_DOMAIN = re.compile(r"(?:[a-z0-9-]+\.)+[a-z]{2,24}(?:/\S*)?", re.IGNORECAS
 _EDGE_PUNCT = "\"'()[]{}<>,;:!?.\u00ab\u00bb\u201c\u201d\u2018\u2019"
 _OBFUSCATED_DOT = re.compile(r"\s*[\[(]\s*(?:\.|dot)\s*[\])]\s*", re.IGNORECASE)  # "site[.]com", "x (dot) com"
 _HTML_ENTITY = re.compile(r"&(?:#\d+|#x[0-9a-f]+|[a-z]+);", re.IGNORECASE)
+
+
+#: The writing system of each language a policy may trust; any other language is written in Latin
+#: letters as far as this module is concerned (the corpus's languages: en, fr, de, es, tr, pt, it).
+LATIN = "LATIN"
+SCRIPTS: dict[str, str] = {
+    "ar": "ARABIC", "fa": "ARABIC", "ur": "ARABIC", "ru": "CYRILLIC", "uk": "CYRILLIC", "bg": "CYRILLIC",
+    "sr": "CYRILLIC", "el": "GREEK", "he": "HEBREW", "hi": "DEVANAGARI", "zh": "CJK", "ja": "CJK", "ko": "HANGUL",
+}
+
+
+def dominant_script(text: str) -> str | None:
+    """The writing system most of ``text``'s letters belong to (the first word of their Unicode
+    name: ``"LATIN"``, ``"CYRILLIC"``, ``"ARABIC"``, ``"CJK"``...), or None without letters.
+
+    For text too short to identify the language of: "Нет." is undetermined, but certainly not in
+    a language written in Latin letters, which is what a policy trusting only such languages
+    needs to know."""
+    if text.isascii():
+        return LATIN if any(c.isalpha() for c in text) else None
+    counts: Counter[str] = Counter()
+    for c in unicodedata.normalize("NFKC", text):
+        if c.isalpha():
+            name = unicodedata.name(c, "")
+            if name:
+                counts[name.split(" ", 1)[0]] += 1
+    if not counts:
+        return None
+    script = counts.most_common(1)[0][0]
+    return {"HIRAGANA": "CJK", "KATAKANA": "CJK"}.get(script, script)
 
 
 class Detection(NamedTuple):

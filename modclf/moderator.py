@@ -146,6 +146,9 @@ class Prediction(NamedTuple):
     languages: list[str]
     #: per text: the probabilities of its most spam-like segment (long texts only), else None
     spam_segments: list[np.ndarray | None] | None = None
+    #: per text whose language is ``und``: the writing system of its letters
+    #: (:func:`modclf.language.dominant_script`), else None
+    scripts: list[str | None] | None = None
 
 
 class LoadedModel:
@@ -325,6 +328,12 @@ class Moderator:
         self.policy = policy
         self.window_chars = window_chars
         self.policy_version = policy_version(policy)
+        from .language import LATIN, SCRIPTS
+
+        #: languages whose comments may be approved: trained on, and trusted by the policy
+        self.trusted_languages: frozenset[str] = model.supported_languages if policy.languages is None else (
+            model.supported_languages & frozenset(policy.languages))
+        self._trusted_scripts = frozenset(SCRIPTS.get(lang, LATIN) for lang in self.trusted_languages)
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, policy: str | Path | Policy | None = None, *,
@@ -347,18 +356,20 @@ class Moderator:
     def predict(self, texts: Sequence[str]) -> Prediction:
         """What the model reads in each text: probabilities (LABELS order) of its window, whether it
         was truncated, and its language (ISO 639-1, or ``und`` when it cannot be told reliably)."""
-        from .language import UNDETERMINED, detect
+        from .language import UNDETERMINED, detect, dominant_script
 
         windows = [bounded_window(clean_text(t), self.window_chars) for t in texts]
         if not windows:
             return Prediction(np.zeros((0, len(LABELS))), [], [])
         proba = self.model.predict_proba([w.text for w in windows])
-        languages = []
+        languages: list[str] = []
+        scripts: list[str | None] = []
         for w in windows:
             detection = detect(w.text)
             languages.append(detection.lang if detection.reliable else UNDETERMINED)
+            scripts.append(None if detection.reliable else dominant_script(w.text))
         return Prediction(proba, [w.truncated for w in windows], languages,
-                          self._spam_segments([w.text for w in windows]))
+                          self._spam_segments([w.text for w in windows]), scripts)
 
     def _spam_segments(self, texts: Sequence[str]) -> list[np.ndarray | None]:
         """For each text longer than SEGMENT_TRIGGER, the probabilities of its most spam-like segment."""
@@ -383,11 +394,18 @@ class Moderator:
                 out[owner] = row
         return out
 
-    def conditions(self, truncated: bool, language: str) -> tuple[str, ...]:
-        """The policy floor conditions of one comment (see policy.yaml, ``floors``)."""
+    def conditions(self, truncated: bool, language: str, script: str | None = None) -> tuple[str, ...]:
+        """The policy floor conditions of one comment (see policy.yaml, ``floors``).
+
+        ``script``: for an undetermined language, the writing system of the comment's letters. Such
+        a comment is judged on its text alone when it could be in a trusted language (no letters,
+        or the script of one), and is ``unsupported_language`` otherwise ("Нет." under a policy
+        trusting only languages written in Latin letters)."""
         out = ("truncated",) if truncated else ()
-        if language != "und" and (language not in self.model.supported_languages or (
-                self.policy.languages is not None and language not in self.policy.languages)):
+        if language != "und":
+            if language not in self.trusted_languages:
+                out += ("unsupported_language",)
+        elif script is not None and script not in self._trusted_scripts:
             out += ("unsupported_language",)
         return out
 
@@ -395,9 +413,11 @@ class Moderator:
         """Turn a :meth:`predict` result into verdicts with this moderator's policy."""
         proba = prediction.proba
         segments = prediction.spam_segments or [None] * len(proba)
+        scripts = prediction.scripts or [None] * len(proba)
         out = []
-        for row, cut, language, segment in zip(proba, prediction.truncated, prediction.languages, segments):
-            conditions = self.conditions(cut, language)
+        for row, cut, language, segment, script in zip(proba, prediction.truncated, prediction.languages, segments,
+                                                       scripts):
+            conditions = self.conditions(cut, language, script)
             label, confidence, probabilities, action = self._reading(row, conditions)
             if segment is not None and self._spam_signal(segment):
                 reading = self._reading(segment, conditions)

@@ -229,7 +229,8 @@ def evaluate(
     texts = [w.text for w in windows]
     prediction = moderator.predict(df["text"].tolist())
     truncated = prediction.truncated
-    conditions = [moderator.conditions(cut, lang) for cut, lang in zip(prediction.truncated, prediction.languages)]
+    conditions = [moderator.conditions(cut, lang, script) for cut, lang, script in
+                  zip(prediction.truncated, prediction.languages, prediction.scripts or [None] * len(df))]
     sources = df["source"].tolist() if "source" in df.columns else None
     proba = prediction.proba
     pred = np.asarray(LABELS)[proba.argmax(axis=1)]

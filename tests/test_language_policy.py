@@ -72,3 +72,46 @@ def test_service_reports_the_language(model_dir: Path) -> None:
     app = create_app({"model_dir": str(model_dir), "feedback_db": "sqlite://"})
     body = app.test_client().post("/v1/classify", json={"text": DENIALS["es"]}).get_json()
     assert body["language"] == "es" and body["action"] != "approve"
+
+
+@pytest.mark.parametrize("text,script", [
+    ("Нет.", "CYRILLIC"), ("لا", "ARABIC"), ("Non.", "LATIN"), ("ok", "LATIN"), ("😂😂", None), ("+1 !!", None),
+    ("Ναι", "GREEK"), ("はい", "CJK"), ("Hayır.", "LATIN"), ("ok да да да", "CYRILLIC"),
+])
+def test_dominant_script(text: str, script: str | None) -> None:
+    from modclf.language import dominant_script
+
+    assert dominant_script(text) == script
+
+
+def test_short_comments_in_an_untrusted_script_are_held(moderator) -> None:
+    """Too short to identify, but not in a trusted language's script: never judged on text alone."""
+    assert moderator.trusted_languages == frozenset({"en"})  # the shipped policy
+    assert moderator.conditions(False, "und", "CYRILLIC") == ("unsupported_language",)
+    assert moderator.conditions(False, "und", "ARABIC") == ("unsupported_language",)
+    assert moderator.conditions(False, "und", "LATIN") == ()
+    assert moderator.conditions(False, "und", None) == ()
+    for text in ("Нет.", "Да!", "لا", "كذب"):
+        verdict = moderator.classify([text])[0]
+        assert verdict.language == "und" and verdict.action != "approve", (text, verdict)
+    trusting_ru = parse_policy({"labels": {"other": [{"at_least": 0.0, "action": "approve"}]}, "languages": ["en", "ru"]})
+    m = modclf.Moderator(moderator.model, trusting_ru)
+    assert m.conditions(False, "und", "CYRILLIC") == ()
+    assert m.conditions(False, "und", "ARABIC") == ("unsupported_language",)
+
+
+def test_multilingual_validation_set_is_never_approved_when_misread(moderator) -> None:
+    """Issue 13's language target on the project's own multilingual set (data/validation.csv, 25
+    comments per language in ar, de, es, fr, ru, tr): no comment is auto-approved unless the
+    model was trained on its language and read its label correctly."""
+    import csv
+
+    root = Path(__file__).resolve().parent.parent
+    with (root / "data" / "validation.csv").open(newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["lang"] != "en"]
+    assert {r["lang"] for r in rows} >= {"ar", "de", "es", "fr", "ru", "tr"}
+    verdicts = moderator.classify([r["text"] for r in rows])
+    for row, verdict in zip(rows, verdicts):
+        if verdict.action == "approve":
+            assert row["lang"] in moderator.model.supported_languages, (row["id"], verdict)
+            assert verdict.label == row["label"], (row["id"], row["label"], verdict)
