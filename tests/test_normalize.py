@@ -321,3 +321,25 @@ def test_character_table_matches_python_for_every_code_point() -> None:
     # str.split() separators are exactly the isspace characters
     spaces = np.flatnonzero(flags & K.SPACE)
     assert all(len(f"a{chr(c)}b".split()) == 2 for c in spaces)
+
+
+def test_char_flags_cache_equals_the_built_table(tmp_path, monkeypatch):
+    """The flag table kept in __pycache__ is the one Python's predicates give; a bad cache file is rebuilt."""
+    import numpy as np
+
+    from modclf import text as T
+
+    built = T._build_char_flags()
+    assert np.array_equal(T.char_flags(), built)
+    cache = tmp_path / "__pycache__" / "char_flags.test.npy"
+    monkeypatch.setattr(T, "_flags_cache_path", lambda: cache)
+    T.char_flags.cache_clear()
+    try:
+        assert np.array_equal(T.char_flags(), built) and cache.is_file()  # written
+        T.char_flags.cache_clear()
+        assert np.array_equal(T.char_flags(), built)  # read back
+        cache.write_bytes(b"not a numpy file")
+        T.char_flags.cache_clear()
+        assert np.array_equal(T.char_flags(), built)  # corrupt: rebuilt
+    finally:
+        T.char_flags.cache_clear()
