@@ -119,6 +119,8 @@ _MACROLANGUAGE = {"arz": "ar", "azb": "az", "ckb": "ku", "yue": "zh", "wuu": "zh
 # with an optional path ("t.me/x", "bit.ly/y", "cashflow-now.biz"). Token tests instead of one
 # big regex over the whole text: ~4x faster on typical comments.
 _BARE_DOMAIN = re.compile(r"(?:[a-z0-9-]+\.)+[a-z]{2,24}(?:/\S*)?", re.IGNORECASE)
+# Every bare domain has a dot followed by a letter (the same class and flags as _BARE_DOMAIN's TLD).
+_DOT_LETTER = re.compile(r"\.[a-z]", re.IGNORECASE)
 _EDGE_PUNCT = "\"'()[]{}<>,;:!?.\u00ab\u00bb\u201c\u201d\u2018\u2019"
 _OBFUSCATED_DOT = re.compile(r"\s*[\[(]\s*(?:\.|dot)\s*[\])]\s*", re.IGNORECASE)  # "site[.]com", "x (dot) com"
 _HTML_ENTITY = re.compile(r"&(?:#\d+|#x[0-9a-f]+|[a-z]+);", re.IGNORECASE)
@@ -217,6 +219,12 @@ def clean_for_detection(text: str) -> str:
         text = _OBFUSCATED_DOT.sub(".", text)
     if "&" in text:
         text = _HTML_ENTITY.sub(" ", text)
+    if "@" not in text and "://" not in text and "www." not in text.lower() and not _DOT_LETTER.search(text):
+        return " ".join(text.split())  # no token the loop below could drop: most comments, ~5x cheaper
+    return _without_links(text)
+
+
+def _without_links(text: str) -> str:
     kept = []
     for token in text.split():
         if "@" in token or "://" in token or token[:4].lower() == "www.":
