@@ -171,9 +171,10 @@ def save_artifact(pipeline: Pipeline, meta: dict[str, Any], model_dir: str | Pat
 
 
 def save_fast_arrays(pipeline: Pipeline, model_dir: str | Path, model_sha256: str,
-                     version: str = "unknown") -> dict[str, Any] | None:
-    """Write :data:`FAST_FILE` for ``pipeline`` (whose model file has ``model_sha256``); return its
-    ``model.json`` entry, or None when the fast path does not support this pipeline.
+                     version: str = "unknown", file_name: str = FAST_FILE) -> dict[str, Any] | None:
+    """Write ``file_name`` (default :data:`FAST_FILE`) for ``pipeline`` (whose model file has
+    ``model_sha256``); return its ``model.json`` entry, or None when the fast path does not support
+    this pipeline.
 
     Besides the tables, the file holds scikit-learn's own probabilities for the loader's reference
     texts, so a loader that never unpickles the pipeline still checks the fast path against it.
@@ -200,8 +201,8 @@ def save_fast_arrays(pipeline: Pipeline, model_dir: str | Path, model_sha256: st
             with zf.open(info, "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, np.asarray(value), allow_pickle=False)
     data = buf.getvalue()
-    atomic_write_bytes(model_dir / FAST_FILE, data)
-    return {"file": FAST_FILE, "sha256": hashlib.sha256(data).hexdigest(), "model_sha256": model_sha256,
+    atomic_write_bytes(model_dir / file_name, data)
+    return {"file": file_name, "sha256": hashlib.sha256(data).hexdigest(), "model_sha256": model_sha256,
             "format": ARRAYS_FORMAT}
 
 

@@ -37,13 +37,14 @@ from .evaluation import compare_line, compute_metrics, format_report
 from .feedback import HAM, Decision, FeedbackError, FeedbackStore, resolve_db_url
 from .atomic import fsync_dir
 from .labels import LABELS
-from .model import META_FILE, MODEL_FILE, ModelArtifact, ModelError, dump_pipeline, fit_model, load_artifact, read_meta, write_json
+from .model import (FAST_FILE, FAST_META_KEY, META_FILE, MODEL_FILE, ModelArtifact, ModelError, dump_pipeline, fit_model,
+                    load_artifact, read_meta, save_fast_arrays, write_json)
 from .training import build_meta
 
 log = logging.getLogger(__name__)
 
 HELDOUT_FRACTION = 0.2
-_VERSIONED_MODEL = re.compile(r"^model-[0-9a-f]{16}\.joblib$")
+_VERSIONED_MODEL = re.compile(r"^model-[0-9a-f]{16}\.(?:joblib|fast\.npz)$")
 
 
 def text_key(text: str) -> str:
@@ -198,9 +199,11 @@ def promote(pipeline: Pipeline, meta: dict[str, Any], model_dir: str | Path) -> 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     try:
-        previous_file = read_meta(model_dir).get("model_file", MODEL_FILE)
-    except ModelError:
-        previous_file = None
+        previous = read_meta(model_dir)
+        previous_file = previous.get("model_file", MODEL_FILE)
+        previous_fast = (previous.get(FAST_META_KEY) or {}).get("file")
+    except (ModelError, AttributeError):
+        previous_file = previous_fast = None
     tmp, sha = dump_pipeline(pipeline, model_dir)
     try:
         name = f"model-{sha[:16]}.joblib"
@@ -208,13 +211,18 @@ def promote(pipeline: Pipeline, meta: dict[str, Any], model_dir: str | Path) -> 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    # The fast path's arrays under a name of their own too (model.fast.npz is what the previous
+    # model.json may name), so a reader of either model.json finds the arrays it describes.
+    fast_name = f"model-{sha[:16]}.fast.npz"
+    fast = save_fast_arrays(pipeline, model_dir, sha, str(meta.get("model_version", "unknown")), file_name=fast_name)
     fsync_dir(model_dir)
-    meta = {**meta, "model_file": name, "model_sha256": sha}
+    meta = {k: v for k, v in meta.items() if k != FAST_META_KEY}
+    meta = {**meta, "model_file": name, "model_sha256": sha, **({FAST_META_KEY: fast} if fast else {})}
     write_json(model_dir / META_FILE, meta)  # the switch
     fsync_dir(model_dir)
     _alias_model_file(model_dir, name)
-    keep = {name, MODEL_FILE, previous_file}
-    for path in model_dir.glob("model-*.joblib"):
+    keep = {name, fast_name, MODEL_FILE, FAST_FILE, previous_file, previous_fast}
+    for path in model_dir.glob("model-*"):
         if _VERSIONED_MODEL.match(path.name) and path.name not in keep:
             path.unlink(missing_ok=True)
     log.info("promoted %s (%s) in %s", meta["model_version"], name, model_dir)

@@ -165,3 +165,36 @@ def test_promote_switches_with_one_rename(small: Path, tmp_path: Path) -> None:
     assert load_artifact(live).version == "promoted-2"
     assert sha256_file(live / MODEL_FILE) == second["model_sha256"]
     assert not list(live.glob(".*.tmp"))
+
+
+def test_promote_writes_the_fast_arrays_under_the_models_name(small: Path, tmp_path: Path) -> None:
+    """A promoted model is served by the fast path from its own arrays (no unpickling needed), and
+    a reader holding the previous model.json still finds the arrays it names, intact."""
+    from modclf.model import FAST_META_KEY, load_fast_arrays
+    from modclf.moderator import LoadedModel
+
+    live = tmp_path / "model"
+    train([small], live, folds=0, progress=False, report=lambda _: None)
+    pipeline = load_artifact(live).pipeline
+    first = promote(pipeline, {"model_version": "promoted-1", "labels": []}, live)
+    assert first[FAST_META_KEY]["file"] == f"model-{first['model_sha256'][:16]}.fast.npz"
+    other = copy.deepcopy(pipeline)
+    other.named_steps["clf"].coef_ *= 0.5
+    second = promote(other, {"model_version": "promoted-2", "labels": []}, live)
+    assert second[FAST_META_KEY]["file"] != first[FAST_META_KEY]["file"]
+    assert load_fast_arrays(live, first) is not None  # the old reader's arrays: present, sha256 verified
+    arrays = load_fast_arrays(live, json.loads((live / "model.json").read_text()))
+    assert arrays is not None
+    lazy = LoadedModel.load(live, lazy=True)  # the fast path from the arrays alone
+    assert lazy.version == "promoted-2"
+    texts = ["Is this true?", "FREE followers at fans4u dot net", "Thank you Iran"]
+    import numpy as np
+
+    from modclf.model import ModelArtifact
+
+    assert np.allclose(lazy.predict_proba(texts), ModelArtifact(pipeline=other).predict_proba(texts), atol=1e-12)
+    third_pipeline = copy.deepcopy(pipeline)
+    third_pipeline.named_steps["clf"].coef_ *= 0.25
+    third = promote(third_pipeline, {"model_version": "promoted-3", "labels": []}, live)
+    assert not (live / first[FAST_META_KEY]["file"]).exists()  # older than the previous: removed
+    assert (live / second[FAST_META_KEY]["file"]).exists() and (live / third[FAST_META_KEY]["file"]).exists()
