@@ -10,7 +10,9 @@ vocabulary, more for real archives, whose vocabulary keeps growing. Here:
    chunk by chunk; each :class:`~sklearn.feature_extraction.text.TfidfVectorizer` of the
    FeatureUnion maps its own analyzer's n-grams to ids (one dict of every n-gram seen, which
    document frequencies need) and keeps per chunk only (row, id, count) as int32 + uint8;
-   ``char_wb`` n-grams are computed once per distinct word (they never cross a space);
+   ``char_wb`` n-grams are computed once per distinct word (they never cross a space); chunks
+   beyond ``SPILL_AFTER_BYTES`` wait in a temporary directory (plain ``.npy``), so the counts of
+   all rows and the design matrix built from them are never resident together;
 2. **the vocabulary** is scikit-learn's rule applied to those counts (``min_df <= df <= max_df``,
    terms sorted) and ``idf_`` is computed with the same operations, so ``vocabulary_`` and ``idf_``
    are identical to what ``fit`` produces;
@@ -40,9 +42,11 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import tempfile
 import time
 import warnings
 from array import array
+from pathlib import Path
 from collections import defaultdict
 from numbers import Integral
 from typing import Any, Callable, Sequence
@@ -72,6 +76,11 @@ LBFGS_MEMORY = 10
 #: the real dev file, for the shipped model on data/comments.csv); stopped nearer, the model is
 #: nearer the exact optimum than scikit-learn's own fit at ``tol`` (~20% more iterations).
 _TOL_FACTOR = 0.5
+
+#: Count chunks of one vectorizer kept in memory up to this many bytes; beyond it they wait on disk
+#: (a temporary directory) until the design matrix is assembled. Kept in memory, the counts of 1M
+#: comments (~2.4 GB) and the design matrix being built from them would be resident together.
+SPILL_AFTER_BYTES = 128 * 2**20
 
 #: The char_wb word cache is dropped when it holds this many words (bounds its memory on huge inputs).
 _WORD_CACHE_LIMIT = 2_000_000
@@ -293,10 +302,37 @@ class _Chunk:
     """Counts of one chunk for one vectorizer: CSR over all terms seen, counts as uint8 codes."""
 
     __slots__ = ("indptr", "cols", "codes", "ov_pos", "ov_count")
+    _FIELDS = __slots__
 
     def __init__(self, indptr: np.ndarray, cols: np.ndarray, codes: np.ndarray, ov_pos: np.ndarray,
                  ov_count: np.ndarray):
         self.indptr, self.cols, self.codes, self.ov_pos, self.ov_count = indptr, cols, codes, ov_pos, ov_count
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, f).nbytes for f in self._FIELDS)
+
+    def save(self, path: Path) -> "_SpilledChunk":
+        """Write the arrays to ``path`` (numpy format, no pickle) and return a handle to load them back."""
+        with open(path, "wb") as fh:
+            for f in self._FIELDS:
+                np.save(fh, getattr(self, f), allow_pickle=False)
+        return _SpilledChunk(path)
+
+
+class _SpilledChunk:
+    """A :class:`_Chunk` kept on disk until the design matrix is assembled."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def load(self) -> _Chunk:
+        with open(self.path, "rb") as fh:
+            arrays = [np.load(fh, allow_pickle=False) for _ in _Chunk._FIELDS]
+        self.path.unlink()
+        return _Chunk(*arrays)
 
 
 class _WordCache(dict):
@@ -315,17 +351,21 @@ class _WordCache(dict):
 class _TfidfCounter:
     """One TfidfVectorizer fitted in chunks: counting pass, vocabulary, then its compact block."""
 
-    def __init__(self, vec: TfidfVectorizer):
+    def __init__(self, vec: TfidfVectorizer, spill_dir: Path | None = None, keep_bytes: int | None = None):
         self.vec = vec
         _prepare(vec)
+        self.spill_dir, self._kept_bytes = spill_dir, 0
+        self.keep_bytes = SPILL_AFTER_BYTES if keep_bytes is None else keep_bytes
+        self._df_seen = np.zeros(0, dtype=np.int64)  # document frequency of every term seen so far
         terms: defaultdict[str, int] = defaultdict()
         terms.default_factory = terms.__len__  # new term -> next id, as CountVectorizer._count_vocab
         self.terms: defaultdict[str, int] | None = terms
-        self.chunks: list[_Chunk | None] = []
+        self.chunks: list[_Chunk | _SpilledChunk | None] = []
         self.n_rows = 0
         self.n_features = 0
         self.df: np.ndarray | None = None
         self.remap: np.ndarray | None = None
+        self._cache: _WordCache | None = None
         if vec.analyzer == "char_wb":
             # sklearn's char_wb n-grams of a document are those of each of its space-separated words
             decode, preprocess = vec.decode, vec.build_preprocessor()
@@ -366,8 +406,16 @@ class _TfidfCounter:
         ov = np.flatnonzero(m.data > _MAX_CODE)
         codes = m.data.astype(np.uint8)
         codes[ov] = _OVERFLOW
-        self.chunks.append(_Chunk(m.indptr.astype(np.int64), m.indices.astype(np.int32), codes, ov,
-                                  m.data[ov].astype(np.int64)))
+        chunk = _Chunk(m.indptr.astype(np.int64), m.indices.astype(np.int32), codes, ov, m.data[ov].astype(np.int64))
+        del m
+        df = np.bincount(chunk.cols, minlength=len(self.terms))
+        df[:len(self._df_seen)] += self._df_seen
+        self._df_seen = df
+        if self.spill_dir is not None and self._kept_bytes + chunk.nbytes > self.keep_bytes:
+            self.chunks.append(chunk.save(self.spill_dir / f"counts-{id(self):x}-{len(self.chunks)}.npy"))
+        else:
+            self._kept_bytes += chunk.nbytes
+            self.chunks.append(chunk)
         self.n_rows += len(docs)
 
     def fit_vocabulary(self) -> None:
@@ -375,13 +423,14 @@ class _TfidfCounter:
         vec = self.vec
         assert self.terms is not None
         n_terms = len(self.terms)
-        self._cache = None  # type: ignore[assignment]
+        # the analyzer closure holds the word cache and the dict's lookup: emptied here, not just
+        # dropped, or both would stay alive (and resident) until the counter itself is freed
+        if self._cache is not None:
+            self._cache.clear()
+        self._cache = self._ids_of = None  # type: ignore[assignment]
         if not n_terms:
             raise ValueError("empty vocabulary; perhaps the documents only contain stop words")
-        df = np.zeros(n_terms, dtype=np.int64)
-        for c in self.chunks:
-            assert c is not None
-            df += np.bincount(c.cols, minlength=n_terms)
+        df, self._df_seen = self._df_seen, np.zeros(0, dtype=np.int64)
         n_doc = self.n_rows
         max_doc_count = vec.max_df if isinstance(vec.max_df, Integral) else vec.max_df * n_doc
         min_doc_count = vec.min_df if isinstance(vec.min_df, Integral) else vec.min_df * n_doc
@@ -391,7 +440,8 @@ class _TfidfCounter:
         if len(keep) == 0:
             raise ValueError("After pruning, no terms remain. Try a lower min_df or a higher max_df.")
         all_terms = list(self.terms)  # insertion order == id order
-        self.terms = None  # the dict of every n-gram seen: the largest object of the counting pass
+        self.terms.clear()  # the dict of every n-gram seen: the largest object of the counting pass
+        self.terms = None
         kept_terms = [all_terms[i] for i in keep]
         del all_terms
         order = np.asarray(sorted(range(len(kept_terms)), key=kept_terms.__getitem__), dtype=np.int64)
@@ -444,6 +494,8 @@ class _TfidfCounter:
         c = self.chunks[k]
         assert c is not None
         self.chunks[k] = None
+        if isinstance(c, _SpilledChunk):
+            c = c.load()
         cols = self.remap[c.cols]
         keep = cols >= 0
         rows = np.repeat(np.arange(len(c.indptr) - 1), np.diff(c.indptr))[keep]
@@ -508,28 +560,31 @@ def fit_union_lean(union: FeatureUnion | TfidfVectorizer, X: Sequence[Any], y: A
         raise ValueError("the FeatureUnion has no transformers to fit")
 
     start = time.perf_counter()
-    counters = {i: _TfidfCounter(part) for i, (_, part, _) in enumerate(parts) if _leanable(part)}
-    plain: dict[int, sp.csr_matrix] = {}
-    if len(counters) < len(parts):
-        docs = transform(X) if transform is not None else X
-        for i, (name, part, weight) in enumerate(parts):
-            if i not in counters:  # fitted the normal way, on all rows
-                log.info("feature part %r (%s) fitted with fit_transform", name, type(part).__name__)
-                out = sp.csr_matrix(part.fit_transform(docs, y), dtype=np.float64)
-                plain[i] = out * weight if weight is not None else out
-        del docs
-    bounds = list(range(0, len(X), chunk_rows)) + [len(X)]
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        docs = transform(X[lo:hi]) if transform is not None else X[lo:hi]
-        for counter in counters.values():
-            counter.count(docs)
-    log.info("counted the n-grams of %d rows in %.1f s (%s)", len(X), time.perf_counter() - start,
-             ", ".join(f"{parts[i][0]}: {len(c.terms or ()):,} distinct" for i, c in counters.items()))
-    for i, counter in counters.items():
-        counter.fit_vocabulary()
-        log.info("feature part %r: %d terms kept", parts[i][0], counter.n_features)
-        _release_freed_memory()
-    design = _assemble(parts, counters, plain, bounds)
+    # counts beyond SPILL_AFTER_BYTES wait on disk; the directory goes with whatever is left in it
+    with tempfile.TemporaryDirectory(prefix="modclf-fit-") as spill:
+        counters = {i: _TfidfCounter(part, spill_dir=Path(spill)) for i, (_, part, _) in enumerate(parts)
+                    if _leanable(part)}
+        plain: dict[int, sp.csr_matrix] = {}
+        if len(counters) < len(parts):
+            docs = transform(X) if transform is not None else X
+            for i, (name, part, weight) in enumerate(parts):
+                if i not in counters:  # fitted the normal way, on all rows
+                    log.info("feature part %r (%s) fitted with fit_transform", name, type(part).__name__)
+                    out = sp.csr_matrix(part.fit_transform(docs, y), dtype=np.float64)
+                    plain[i] = out * weight if weight is not None else out
+            del docs
+        bounds = list(range(0, len(X), chunk_rows)) + [len(X)]
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            docs = transform(X[lo:hi]) if transform is not None else X[lo:hi]
+            for counter in counters.values():
+                counter.count(docs)
+        log.info("counted the n-grams of %d rows in %.1f s (%s)", len(X), time.perf_counter() - start,
+                 ", ".join(f"{parts[i][0]}: {len(c.terms or ()):,} distinct" for i, c in counters.items()))
+        for i, counter in counters.items():
+            counter.fit_vocabulary()
+            log.info("feature part %r: %d terms kept", parts[i][0], counter.n_features)
+            _release_freed_memory()
+        design = _assemble(parts, counters, plain, bounds)
     if isinstance(union, FeatureUnion):
         union._update_transformer_list([p for _, p, _ in parts])
     log.info("design matrix %d x %d, %d non-zeros in %.0f MB, in %.1f s", design.n_rows, design.n_features,

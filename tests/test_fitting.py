@@ -83,6 +83,29 @@ def test_vocabulary_idf_and_matrix_are_sklearns(normalized: list[str], chunk_row
     assert abs(lean.transform(normalized[:20]) - plain.transform(normalized[:20])).max() == 0
 
 
+def test_counts_spilled_to_disk_give_the_same_matrix(normalized: list[str], monkeypatch, tmp_path) -> None:
+    """Counts kept on disk between the counting pass and assembly (as for large corpora) change
+    nothing, and their temporary directory is removed."""
+    import tempfile
+
+    import modclf.fitting as fitting
+
+    expected = fit_union_lean(build_features(), normalized, chunk_rows=50).to_csr(np.float64)
+    monkeypatch.setattr(fitting, "SPILL_AFTER_BYTES", 0)  # every chunk goes to disk
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    saved = []
+    real_save = fitting._Chunk.save
+    monkeypatch.setattr(fitting._Chunk, "save", lambda self, path: saved.append(path) or real_save(self, path))
+    spilled = build_features()
+    got = fit_union_lean(spilled, normalized, chunk_rows=50).to_csr(np.float64)
+    assert len(saved) == 2 * -(-len(normalized) // 50)  # every chunk of both TF-IDF parts
+    assert got.shape == expected.shape and abs(got - expected).max() == 0
+    assert list(tmp_path.iterdir()) == []
+    plain = build_features()
+    plain.fit(normalized)
+    _assert_same_vectorizers(plain, spilled)
+
+
 def test_float32_matrix(normalized: list[str]) -> None:
     design = fit_union_lean(build_features(), normalized)
     X32, X64 = design.to_csr(np.float32), design.to_csr(np.float64)
