@@ -94,8 +94,10 @@ def train(
     if folds == 1 or folds < 0:
         raise DataError("--folds must be 0 (no cross-validation) or at least 2")
     texts, labels = df["text"].tolist(), df["label"].tolist()
-    report(f"training on {len(df)} comments from {', '.join(str(p) for p in data_paths)}")
+    n_rows = len(df)
+    report(f"training on {n_rows} comments from {', '.join(str(p) for p in data_paths)}")
     report("label counts: " + ", ".join(f"{label} {int((df['label'] == label).sum())}" for label in LABELS))
+    del df  # its other columns (ids, topics, ...) are a few hundred MB on a million rows
 
     metrics: dict[str, Any] = {}
     if folds >= 2:
@@ -117,7 +119,7 @@ def train(
     saved = [str(model_dir / "model.joblib"), str(model_dir / META_FILE)]
     if "cross_validation" in metrics:
         saved.append(str(save_confusion_png(metrics["cross_validation"]["model"], model_dir / CONFUSION_PNG,
-                                            f"{folds}-fold CV on {len(df)} comments")))
+                                            f"{folds}-fold CV on {n_rows} comments")))
     report(f"saved {', '.join(saved)} (model sha256 {meta['model_sha256'][:12]}...)")
     return meta
 
