@@ -106,6 +106,28 @@ def test_counts_spilled_to_disk_give_the_same_matrix(normalized: list[str], monk
     _assert_same_vectorizers(plain, spilled)
 
 
+def test_counting_state_is_released_once_the_vocabulary_is_fixed(normalized: list[str]) -> None:
+    """The dict of every n-gram seen and the char_wb word cache are the largest objects of the
+    counting pass; nothing may keep them alive (the analyzer closure did) while the matrix is built."""
+    import gc
+    import weakref
+
+    from modclf.fitting import _TfidfCounter
+
+    for part in build_features().transformer_list:
+        counter = _TfidfCounter(part[1])
+        counter.count(normalized)
+        terms, cache = counter.terms, counter._cache
+        assert terms
+        gone = weakref.ref(cache) if cache is not None else None
+        counter.fit_vocabulary()
+        assert counter.terms is None and counter._ids_of is None
+        assert len(terms) == 0  # emptied, not just dropped: the closure may still reach it
+        del cache
+        gc.collect()
+        assert gone is None or gone() is None or len(gone()) == 0
+
+
 def test_float32_matrix(normalized: list[str]) -> None:
     design = fit_union_lean(build_features(), normalized)
     X32, X64 = design.to_csr(np.float32), design.to_csr(np.float64)
