@@ -46,9 +46,9 @@ import tempfile
 import time
 import warnings
 from array import array
-from pathlib import Path
 from collections import defaultdict
 from numbers import Integral
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -351,11 +351,10 @@ class _WordCache(dict):
 class _TfidfCounter:
     """One TfidfVectorizer fitted in chunks: counting pass, vocabulary, then its compact block."""
 
-    def __init__(self, vec: TfidfVectorizer, spill_dir: Path | None = None, keep_bytes: int | None = None):
+    def __init__(self, vec: TfidfVectorizer, spill_dir: Path | None = None):
         self.vec = vec
         _prepare(vec)
         self.spill_dir, self._kept_bytes = spill_dir, 0
-        self.keep_bytes = SPILL_AFTER_BYTES if keep_bytes is None else keep_bytes
         self._df_seen = np.zeros(0, dtype=np.int64)  # document frequency of every term seen so far
         terms: defaultdict[str, int] = defaultdict()
         terms.default_factory = terms.__len__  # new term -> next id, as CountVectorizer._count_vocab
@@ -411,7 +410,7 @@ class _TfidfCounter:
         df = np.bincount(chunk.cols, minlength=len(self.terms))
         df[:len(self._df_seen)] += self._df_seen
         self._df_seen = df
-        if self.spill_dir is not None and self._kept_bytes + chunk.nbytes > self.keep_bytes:
+        if self.spill_dir is not None and self._kept_bytes + chunk.nbytes > SPILL_AFTER_BYTES:
             self.chunks.append(chunk.save(self.spill_dir / f"counts-{id(self):x}-{len(self.chunks)}.npy"))
         else:
             self._kept_bytes += chunk.nbytes
