@@ -11,15 +11,15 @@ Design, so that memory stays flat, nothing is lost and a killed run can continue
 
 And so that it is fast by default (``workers=0``: one worker process per available core):
 
-- the model loads in a background thread while the main thread imports pandas and reads the
-  first chunk; scoring needs only the fast path's saved arrays, not the scikit-learn pipeline
-  (:meth:`modclf.moderator.LoadedModel.load` with ``lazy=True``);
-- worker processes are forked after the model is loaded and warmed up, so they share its memory
-  and pay none of the start-up; an input of one chunk is scored in this process, together with
-  forked workers when it is large enough to be worth sharing;
-- the main process reads and dispatches chunks while the workers score and write parts, and it
-  appends finished CSV / JSON Lines parts to the output as soon as their turn comes, so the join at
-  the end has only the last part left to copy.
+- the worker processes start first, before this process imports pandas, and load the model
+  while it reads the first chunk (two start-ups on two cores at once); they need only the fast
+  path's saved arrays, not the scikit-learn pipeline (:meth:`modclf.moderator.LoadedModel.load`
+  with ``lazy=True``), and never import pandas;
+- the main process reads chunks and sends each one's text column to the workers, split between
+  them when it is large enough to be worth sharing; the workers send back only the result
+  columns; the main process joins them to the chunk, writes the part and appends finished CSV /
+  JSON Lines parts to the output as soon as their turn comes, so the join at the end has only
+  the last part left to copy. Reading, scoring and writing overlap.
 """
 
 from __future__ import annotations
@@ -30,18 +30,21 @@ import multiprocessing
 import os
 import shutil
 import sys
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+import numpy as np
+
 from .errors import ScoringError
 from .labels import LABELS
 from .model import DEFAULT_MODEL_DIR
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import pandas as pd
     import pyarrow as pa
 
@@ -56,10 +59,14 @@ DEFAULT_CHUNK_SIZE = 10_000
 #: An input of a single chunk with at least this many rows is scored by several processes at once
 #: (below it, forking costs more than it saves).
 SHARE_MIN_ROWS = 500
-#: ``workers`` value meaning one worker process per core this process may run on.
+#: ``workers`` value meaning one worker process per core this process may run on (fewer for a small input).
 AUTO_WORKERS = 0
-#: A comment the loader scores before any worker is forked: every kernel, the language model and
-#: the policy are then loaded once, in the parent, and shared by the workers.
+#: With ``workers="auto"``, one worker per this many bytes of input, up to one per core: each
+#: worker pays ~0.9 s of CPU to start, which on 2 cores a 1,000-comment file does not win back
+#: (measured: 1.1 s wall with one worker, 1.2-1.6 s with two; 8,700 comments: 2.8 s and 2.1 s).
+AUTO_BYTES_PER_WORKER = 512 * 1024
+#: A comment each worker scores as soon as it has loaded, so that every kernel, the language model
+#: and the policy are loaded before the first chunk arrives.
 _WARM_UP_TEXT = "Thanks for the report, is the road to the airport open again? www.example.com"
 
 
@@ -80,10 +87,12 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def resolve_workers(workers: int | str) -> int:
-    """``workers`` as a number of processes: ``"auto"`` or 0 -> :func:`available_cores`."""
+def resolve_workers(workers: int | str, input_bytes: int | None = None) -> int:
+    """``workers`` as a number of processes: ``"auto"`` or 0 -> :func:`available_cores`, or fewer
+    for an input of ``input_bytes`` smaller than that many AUTO_BYTES_PER_WORKER."""
     if workers == "auto" or workers == AUTO_WORKERS:
-        return available_cores()
+        cores = available_cores()
+        return cores if input_bytes is None else min(cores, 1 + input_bytes // AUTO_BYTES_PER_WORKER)
     if not isinstance(workers, int) or workers < 1:
         raise ScoringError("--chunk-size and --workers must be at least 1 (--workers may also be auto)")
     return workers
@@ -347,9 +356,6 @@ class ScoreSummary:
         return "\n".join(lines)
 
 
-_WORKER_MODERATOR: "Moderator | None" = None
-
-
 def load_moderator(model_dir: str | Path, policy: str | Path | None = None, fast: bool = True) -> "Moderator":
     """The one loader (sha256 check, fast path self-checked against scikit-learn) plus the policy;
     ``fast=False`` predicts with the plain scikit-learn pipeline (identical numbers, slower).
@@ -362,13 +368,29 @@ def load_moderator(model_dir: str | Path, policy: str | Path | None = None, fast
     return Moderator(LoadedModel.load(model_dir, fast=fast, lazy=True), load_policy(policy or default_policy_path()))
 
 
-def _init_worker(model_dir: str, policy: str | None, fast: bool) -> None:
-    """Worker start-up where processes cannot be forked from the loaded parent (spawn)."""
-    global _WORKER_MODERATOR
-    _WORKER_MODERATOR = load_moderator(model_dir, policy, fast)
+# ---------------------------------------------------------------- worker processes
+
+#: In a worker process: its moderator, or the error that kept it from loading.
+_WORKER: "Moderator | BaseException | None" = None
 
 
-def _forked_worker_init(parent: int) -> None:
+def _init_worker(model_dir: str, policy: str | None, fast: bool, parent: int | None) -> None:
+    """A worker's start-up: load and warm up the moderator (pandas is never imported here).
+
+    A failure is kept and raised by every task, so the main process reports the real error (a
+    ModelError naming the file) rather than a broken pool."""
+    global _WORKER
+    if parent is not None:
+        _tie_to_parent(parent)
+    try:
+        moderator = load_moderator(model_dir, policy, fast)
+        _warm_up(moderator)
+        _WORKER = moderator
+    except BaseException as exc:  # noqa: BLE001 - re-raised in the main process by the first task
+        _WORKER = exc
+
+
+def _tie_to_parent(parent: int) -> None:
     """A forked worker ends with its parent and leaves Ctrl-C to it.
 
     A worker holds copies of both ends of the pool's pipes, so when the parent is killed (kill -9,
@@ -392,46 +414,74 @@ def _forked_worker_init(parent: int) -> None:
 
 def _warm_up(moderator: "Moderator") -> None:
     """Score one comment end to end, so that everything loaded on first use (kernels, the language
-    model, pandas' code paths) is loaded before workers are forked."""
+    model) is loaded before the first chunk arrives."""
+    from .predict import score_values
+
+    score_values(moderator, [_WARM_UP_TEXT, ""])
+
+
+def _worker_moderator() -> "Moderator":
+    if isinstance(_WORKER, BaseException):
+        raise _WORKER
+    if _WORKER is None:  # pragma: no cover - the initializer always sets it
+        raise RuntimeError("scoring worker used before its start-up")
+    return _WORKER
+
+
+def _worker_identity() -> dict[str, str]:
+    """What the run's manifest records of the model and policy the workers loaded."""
+    moderator = _worker_moderator()
+    return {"model_sha256": moderator.model.meta["model_sha256"], "policy_sha256": moderator.policy.sha256}
+
+
+def _score_task(values: list[Any]) -> dict[str, np.ndarray]:
+    """Score one slice of a chunk's text column: the result columns only (small to send back)."""
+    from .predict import score_values
+
+    return score_values(_worker_moderator(), values)
+
+
+class _Workers:
+    """Processes that load the model and score texts; the main process reads, dispatches and writes.
+
+    They start (forked, where the platform allows) before this process imports pandas, so the
+    model loads in them while the input is being read: on two cores the two start-ups overlap
+    instead of taking turns under one GIL. They never import pandas; a task is a list of texts and
+    its answer the result columns as arrays.
+    """
+
+    def __init__(self, n: int, model_dir: str | Path, policy: str | Path | None, fast: bool):
+        from concurrent.futures import ProcessPoolExecutor
+
+        fork = "fork" in multiprocessing.get_all_start_methods() and sys.platform.startswith("linux")
+        self.n = n
+        self._pool = ProcessPoolExecutor(
+            n, mp_context=multiprocessing.get_context("fork" if fork else "spawn"), initializer=_init_worker,
+            initargs=(str(model_dir), str(policy) if policy else None, fast, os.getpid() if fork else None))
+        self._identity = self._pool.submit(_worker_identity)  # the first task starts the processes now
+
+    def identity(self) -> dict[str, str]:
+        """Model and policy checksums; raises the workers' load error (ModelError, PolicyError)."""
+        return self._identity.result()
+
+    def submit(self, values: list[Any]) -> "Future[dict[str, np.ndarray]]":
+        return self._pool.submit(_score_task, values)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _write_scored_chunk(chunk: pd.DataFrame, results: list[dict[str, np.ndarray]], part: Path, fmt: str,
+                        prefix: str) -> dict[str, Any]:
+    """Join a chunk with its scored slices, write it as part file ``part``; the part's statistics."""
     import pandas as pd
 
-    from .predict import score_frame
+    from .predict import RESULT_COLUMNS, result_frame
 
-    score_frame(moderator, pd.DataFrame({"text": [_WARM_UP_TEXT, ""]}))
-
-
-class _Loader(threading.Thread):
-    """Loads (and warms up) the moderator while the main thread imports pandas and reads input."""
-
-    def __init__(self, model_dir: str | Path, policy: str | Path | None, fast: bool):
-        super().__init__(name="modclf-score-loader", daemon=True)
-        self._args = (model_dir, policy, fast)
-        self.moderator: "Moderator | None" = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            moderator = load_moderator(*self._args)
-            _warm_up(moderator)
-            self.moderator = moderator
-        except BaseException as exc:  # re-raised in the main thread by result()
-            self.error = exc
-
-    def result(self) -> "Moderator":
-        self.join()
-        if self.error is not None:
-            raise self.error
-        assert self.moderator is not None
-        return self.moderator
-
-
-def _score_rows(df: pd.DataFrame, text_column: str, prefix: str, moderator: "Moderator | None" = None) -> pd.DataFrame:
-    """``df`` with the result columns (in a worker: with the moderator inherited from the parent)."""
-    from .predict import score_frame
-
-    moderator = moderator or _WORKER_MODERATOR
-    assert moderator is not None
-    return score_frame(moderator, df, text_column, prefix)
+    columns = {c: np.concatenate([r[c] for r in results]) for c in RESULT_COLUMNS}
+    out = pd.concat([chunk, result_frame(columns, chunk.index, prefix)], axis=1)
+    _write_part(out, part, fmt)
+    return _chunk_stats(out, prefix)
 
 
 def _chunk_stats(out: pd.DataFrame, prefix: str) -> dict[str, Any]:
@@ -445,26 +495,12 @@ def _chunk_stats(out: pd.DataFrame, prefix: str) -> dict[str, Any]:
     }
 
 
-def _score_chunk(df: pd.DataFrame, part: Path, fmt: str, text_column: str, prefix: str,
-                 moderator: "Moderator | None" = None) -> dict[str, Any]:
-    out = _score_rows(df, text_column, prefix, moderator)
-    _write_part(out, part, fmt)
-    return _chunk_stats(out, prefix)
-
-
-def _score_chunk_shared(df: pd.DataFrame, part: Path, fmt: str, text_column: str, prefix: str,
-                        moderator: "Moderator", pool: Any, shares: int) -> dict[str, Any]:
-    """One chunk scored by this process and ``shares - 1`` workers at once (an input of a single
-    chunk would otherwise keep one core busy and leave the others idle). Rows are scored
-    independently of each other, so the part is the same as when one process scores it."""
-    import pandas as pd
-
-    bounds = [len(df) * i // shares for i in range(shares + 1)]
-    slices = [df.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    futures = [pool.submit(_score_rows, rows, text_column, prefix) for rows in slices[1:]]
-    out = pd.concat([_score_rows(slices[0], text_column, prefix, moderator), *(f.result() for f in futures)])
-    _write_part(out, part, fmt)
-    return _chunk_stats(out, prefix)
+def _slices(n: int, workers: int) -> list[tuple[int, int]]:
+    """Bounds of the slices one chunk of ``n`` rows is scored in: one per worker when the chunk is
+    big enough to be worth sharing (so that even an input of one chunk keeps every core busy)."""
+    shares = workers if n >= SHARE_MIN_ROWS else 1
+    bounds = [n * i // shares for i in range(shares + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def _check_columns(df: pd.DataFrame, input_path: Path, text_column: str, prefix: str) -> list[str]:
@@ -484,26 +520,6 @@ def _check_columns(df: pd.DataFrame, input_path: Path, text_column: str, prefix:
     return [*map(str, df.columns), *(prefix + c for c in RESULT_COLUMNS)]
 
 
-def _pool(workers: int, moderator: "Moderator", model_dir: str | Path, policy: str | Path | None, fast: bool) -> Any:
-    """A pool of ``workers`` processes holding ``moderator``: forked from this process (they share
-    its loaded model and pay no start-up), or where fork is unavailable, each loading its own."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    global _WORKER_MODERATOR
-    if "fork" in multiprocessing.get_all_start_methods() and sys.platform.startswith("linux"):
-        _WORKER_MODERATOR = moderator  # inherited by the forked workers
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_forked_worker_init, initargs=(os.getpid(),))
-    return ProcessPoolExecutor(workers, initializer=_init_worker,
-                               initargs=(str(model_dir), str(policy) if policy else None, fast))
-
-
-def _release_worker_moderator() -> None:
-    """Forget the moderator handed to forked workers (the caller may hold it or let it go)."""
-    global _WORKER_MODERATOR
-    _WORKER_MODERATOR = None
-
-
 def _progress_bar(name: str, progress: bool | None) -> Any:
     """A tqdm bar when progress is wanted (default: stderr is a terminal); else a no-op stand-in."""
     if progress is False or (progress is None and not sys.stderr.isatty()):
@@ -511,58 +527,6 @@ def _progress_bar(name: str, progress: bool | None) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(desc=f"scoring {name}", unit="rows", leave=False, file=sys.stderr)
-
-
-class _Prefetch:
-    """Iterate ``chunks`` one chunk ahead in a background thread: in a single process, the next chunk
-    is read (pandas' CSV tokenizer releases the GIL) while this one is scored. An error of the
-    reader is raised here, in order, after the chunks before it."""
-
-    _END = object()
-
-    def __init__(self, chunks: Iterator[Any]):
-        import queue
-
-        self._queue: Any = queue.Queue(maxsize=1)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(chunks,), name="modclf-score-reader", daemon=True)
-        self._thread.start()
-
-    def _run(self, chunks: Iterator[Any]) -> None:
-        try:
-            for chunk in chunks:
-                if not self._put((chunk, None)):
-                    return
-            self._put((self._END, None))
-        except BaseException as exc:  # handed to the consumer
-            self._put((None, exc))
-
-    def _put(self, item: tuple[Any, BaseException | None]) -> bool:
-        import queue
-
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self) -> Iterator[Any]:
-        try:
-            while True:
-                chunk, exc = self._queue.get()
-                if exc is not None:
-                    raise exc
-                if chunk is self._END:
-                    return
-                yield chunk
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        """Stop reading ahead (the consumer is done or failed)."""
-        self._stop.set()
 
 
 class _NoBar:
@@ -590,9 +554,9 @@ def score_file(
 ) -> ScoreSummary:
     """Score ``input_path`` into ``output_path``; see the module docstring for the guarantees.
 
-    ``workers``: processes scoring in parallel; ``"auto"`` or 0 for one per available core (what
-    ``modclf score`` does by default). An input of a single chunk is scored in this process, shared
-    with forked workers when it has at least SHARE_MIN_ROWS rows.
+    ``workers``: processes scoring in parallel; ``"auto"`` or 0 for one per available core, or
+    fewer for a small input (what ``modclf score`` does by default). Each chunk is split between the workers when it has at
+    least SHARE_MIN_ROWS rows.
     ``policy`` is the moderation policy file that decides the ``action`` column (default:
     ``$MODCLF_POLICY`` or the shipped policy).
     """
@@ -601,26 +565,29 @@ def score_file(
     in_fmt, out_fmt = detect_format(input_path, input_format), detect_format(output_path, output_format)
     if chunk_size < 1:
         raise ScoringError("--chunk-size and --workers must be at least 1")
-    workers = resolve_workers(workers)
     if input_path.resolve() == output_path.resolve():
         raise ScoringError(f"{output_path}: the output would overwrite the input")
     if not input_path.is_file():
         raise ScoringError(f"{input_path}: input file not found")
-    loader = _Loader(model_dir, policy, fast)
-    loader.start()  # the model loads while pandas is imported and the first chunk is read
-
+    workers = resolve_workers(workers, input_path.stat().st_size)
+    pool = _Workers(workers, model_dir, policy, fast)  # the model loads there while pandas is imported here
     try:
-        chunks = iter_chunks(input_path, in_fmt, chunk_size)
-        first = next(chunks, None)
-        if first is None:
-            raise ScoringError(f"{input_path}: the input has no rows") if in_fmt != "csv" else ScoringError(
-                f"{input_path}: the input has a header but no rows")
-        columns = _check_columns(first, input_path, text_column, prefix)
-    except BaseException:
-        loader.join()  # no thread left loading the model behind an error (or at interpreter exit)
-        raise
+        return _run(pool, start, input_path, output_path, in_fmt, out_fmt, text_column, prefix, chunk_size, resume,
+                    progress)
+    finally:
+        pool.close()
+
+
+def _run(pool: _Workers, start: float, input_path: Path, output_path: Path, in_fmt: str, out_fmt: str,
+         text_column: str, prefix: str, chunk_size: int, resume: bool, progress: bool | None) -> ScoreSummary:
+    chunks = iter_chunks(input_path, in_fmt, chunk_size)
+    first = next(chunks, None)
+    if first is None:
+        raise ScoringError(f"{input_path}: the input has no rows") if in_fmt != "csv" else ScoringError(
+            f"{input_path}: the input has a header but no rows")
+    columns = _check_columns(first, input_path, text_column, prefix)
     input_columns = list(first.columns)
-    moderator = loader.result()  # ModelError / PolicyError surface here
+    identity = pool.identity()  # ModelError / PolicyError of the workers surface here
 
     stat = input_path.stat()
     manifest = {
@@ -632,8 +599,7 @@ def score_file(
         "chunk_size": chunk_size,
         "text_column": text_column,
         "prefix": prefix,
-        "model_sha256": moderator.model.meta["model_sha256"],
-        "policy_sha256": moderator.policy.sha256,
+        **identity,
     }
     parts_dir = output_path.with_name(output_path.name + ".parts")
     if parts_dir.exists():
@@ -648,13 +614,11 @@ def score_file(
     done_stats = _read_part_stats(parts_dir) if resume else {}
     _write_manifest(parts_dir, {"run": manifest})
 
-    summary = ScoreSummary()
-    second = next(chunks, None) if workers > 1 else None  # more than one chunk: worth the workers
-    pending: dict[Any, tuple[int, Path]] = {}
-    pool: Any = None
-    rest: _Prefetch | None = None
-    bar: Any = _NoBar()
+    summary = ScoreSummary(workers=pool.n)
     assembler = _Assembler(output_path, out_fmt)
+    bar: Any = _NoBar()
+    # chunk index -> (chunk, the futures of its slices, its part file), oldest first
+    in_flight: dict[int, tuple[pd.DataFrame, list[Any], Path]] = {}
 
     def finished(idx: int, part: Path, stats: dict[str, Any]) -> None:
         _record_part_stats(parts_dir, idx, stats)
@@ -662,34 +626,22 @@ def score_file(
         bar.update(stats["rows"])
         assembler.add(idx, part)
 
-    def collect(block: bool) -> None:
-        from concurrent.futures import FIRST_COMPLETED, wait
+    def settle(block: bool) -> None:
+        """Write the chunks whose slices are all scored; with ``block``, wait for the oldest."""
+        from concurrent.futures import wait
 
-        if not pending:
-            return
-        done = wait(list(pending), return_when=FIRST_COMPLETED)[0] if block else [f for f in pending if f.done()]
-        for fut in done:
-            idx, part = pending.pop(fut)
-            finished(idx, part, fut.result())
+        if block and in_flight:
+            wait(next(iter(in_flight.values()))[1])
+        for idx in [i for i, (_, futures, _) in in_flight.items() if all(f.done() for f in futures)]:
+            chunk, futures, part = in_flight.pop(idx)
+            finished(idx, part, _write_scored_chunk(chunk, [f.result() for f in futures], part, out_fmt, prefix))
 
     def all_chunks() -> Iterator[pd.DataFrame]:
         yield first
-        if second is not None:
-            yield second
-        yield from rest if rest is not None else chunks
+        yield from chunks
 
-    # a single chunk big enough to share: this process and workers - 1 forked ones score it together
-    share = workers > 1 and second is None and len(first) >= SHARE_MIN_ROWS and str(0) not in done_stats
     n_parts = 0
     try:
-        if second is not None:
-            pool = _pool(workers, moderator, model_dir, policy, fast)
-            summary.workers = workers
-        elif share:
-            pool = _pool(workers - 1, moderator, model_dir, policy, fast)
-            summary.workers = workers
-        elif workers == 1:
-            rest = _Prefetch(chunks)  # in one process, the next chunk is read while this one is scored
         assembler.start(columns)
         bar = _progress_bar(input_path.name, progress)
         for idx, chunk in enumerate(all_chunks()):
@@ -703,29 +655,19 @@ def score_file(
                 bar.update(len(chunk))
                 assembler.add(idx, part)
                 continue
-            if share:
-                finished(idx, part, _score_chunk_shared(chunk, part, out_fmt, text_column, prefix, moderator, pool,
-                                                        workers))
-            elif pool is None:
-                finished(idx, part, _score_chunk(chunk, part, out_fmt, text_column, prefix, moderator))
-            else:
-                while len(pending) >= 2 * workers:  # bound memory: at most 2 chunks in flight per worker
-                    collect(block=True)
-                pending[pool.submit(_score_chunk, chunk, part, out_fmt, text_column, prefix)] = (idx, part)
-                collect(block=False)
-        while pending:
-            collect(block=True)
+            values = chunk[text_column].tolist()
+            in_flight[idx] = (chunk, [pool.submit(values[a:b]) for a, b in _slices(len(values), pool.n)], part)
+            while len(in_flight) > 2 * pool.n:  # bound memory: at most 2 chunks in flight per worker
+                settle(block=True)
+            settle(block=False)
+        while in_flight:
+            settle(block=True)
         assembler.finish(columns, n_parts)
     except BaseException as exc:
         assembler.abort(exc)
         raise
     finally:
         bar.close()
-        if rest is not None:
-            rest.close()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-            _release_worker_moderator()
     shutil.rmtree(parts_dir, ignore_errors=True)
     summary.seconds = time.perf_counter() - start
     return summary

@@ -64,15 +64,35 @@ def test_lazy_load_scores_without_the_pipeline(model_dir: Path, artifact) -> Non
     assert eager._artifact is not None
 
 
-def test_scoring_process_never_imports_scikit_learn(model_dir: Path, tmp_path: Path) -> None:
+def test_scoring_workers_never_import_scikit_learn_or_pandas(model_dir: Path, tmp_path: Path) -> None:
     pd.DataFrame({"text": TEXTS}).to_csv(tmp_path / "in.csv", index=False)
-    code = (f"import sys\nfrom modclf.scoring import score_file\n"
+    # a worker's start-up and one task, run in a fresh interpreter
+    worker = (f"import sys\nfrom modclf import scoring\nscoring._init_worker({str(model_dir)!r}, None, True, None)\n"
+              f"assert len(scoring._score_task({TEXTS!r})['label']) == {len(TEXTS)}\n"
+              "print(sorted(m for m in ('sklearn', 'joblib', 'scipy.sparse', 'pandas') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", worker], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    # the main process of a run reads and writes; the model is loaded only in the workers
+    main = (f"import sys\nfrom modclf.scoring import score_file\n"
             f"score_file({str(tmp_path / 'in.csv')!r}, {str(tmp_path / 'out.csv')!r}, {str(model_dir)!r})\n"
-            "print(sorted(m for m in ('sklearn', 'joblib', 'scipy.sparse') if m in sys.modules))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+            "print(sorted(m for m in ('sklearn', 'joblib', 'scipy.sparse', 'numba', 'fasttext') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", main], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
     assert len(pd.read_csv(tmp_path / "out.csv")) == len(TEXTS)
+
+
+def test_scoring_a_file_with_tampered_arrays_fails_with_the_loaders_error(copy: Path, tmp_path: Path) -> None:
+    from modclf.scoring import score_file
+
+    with open(copy / FAST_FILE, "r+b") as fh:
+        fh.seek(-100, 2)
+        fh.write(b"\x00" * 8)
+    pd.DataFrame({"text": TEXTS}).to_csv(tmp_path / "in.csv", index=False)
+    with pytest.raises(ModelError, match=f"{FAST_FILE}: sha256 .* does not match model.json"):
+        score_file(tmp_path / "in.csv", tmp_path / "out.csv", copy, workers=2)
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "out.csv.parts").exists()
 
 
 def test_tampered_arrays_are_refused_naming_the_file(copy: Path) -> None:

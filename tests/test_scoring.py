@@ -127,8 +127,8 @@ def test_the_command_uses_every_core_by_default(tmp_path: Path, model_dir: Path,
     score_file(tmp_path / "in.csv", tmp_path / "one.csv", model_dir, chunk_size=30, workers=1)
     assert score_cli.main([str(tmp_path / "in.csv"), "-o", str(tmp_path / "auto.csv"), "--model-dir", str(model_dir),
                            "--chunk-size", "30"]) == 0
-    cores = scoring.available_cores()
-    assert f"rows/s, {cores} worker" in capsys.readouterr().err.splitlines()[0]
+    auto = scoring.resolve_workers("auto", (tmp_path / "in.csv").stat().st_size)
+    assert f"rows/s, {auto} worker" in capsys.readouterr().err.splitlines()[0]
     assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "auto.csv").read_bytes()
     from modclf.cli import build_parser
 
@@ -136,10 +136,15 @@ def test_the_command_uses_every_core_by_default(tmp_path: Path, model_dir: Path,
     assert "auto" in help_text and "(default: auto)" in " ".join(help_text.split())
 
 
-def test_an_input_of_one_small_chunk_is_scored_in_this_process(tmp_path: Path, model_dir: Path) -> None:
+def test_auto_starts_one_worker_per_core_but_fewer_for_a_small_input(tmp_path: Path, model_dir: Path) -> None:
     frame(50).to_csv(tmp_path / "in.csv", index=False)
     summary = score_file(tmp_path / "in.csv", tmp_path / "out.csv", model_dir, workers="auto")
     assert summary.workers == 1 and summary.rows == 50
+    cores = scoring.available_cores()
+    assert scoring.resolve_workers("auto") == cores
+    assert scoring.resolve_workers("auto", 100 * scoring.AUTO_BYTES_PER_WORKER) == cores
+    assert scoring.resolve_workers("auto", scoring.AUTO_BYTES_PER_WORKER - 1) == 1
+    assert scoring.resolve_workers(3, 10) == 3  # a number is taken as given
 
 
 def test_a_single_chunk_shared_with_workers_gives_the_same_output(tmp_path: Path, model_dir: Path) -> None:
@@ -203,7 +208,7 @@ def test_resume_after_a_crash_gives_exactly_the_uninterrupted_rows(tmp_path: Pat
     frame(120).to_csv(tmp_path / "in.csv", index=False)
     score_file(tmp_path / "in.csv", tmp_path / "full.csv", model_dir, chunk_size=10)
 
-    real = scoring._score_chunk
+    real = scoring._write_scored_chunk
     calls = {"n": 0}
 
     def crash_after_five(*args, **kwargs):
@@ -212,12 +217,12 @@ def test_resume_after_a_crash_gives_exactly_the_uninterrupted_rows(tmp_path: Pat
             raise KeyboardInterrupt  # what a Ctrl-C or a kill looks like to the loop
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(scoring, "_score_chunk", crash_after_five)
+    monkeypatch.setattr(scoring, "_write_scored_chunk", crash_after_five)
     with pytest.raises(KeyboardInterrupt):
         score_file(tmp_path / "in.csv", tmp_path / "out.csv", model_dir, chunk_size=10)
     assert not (tmp_path / "out.csv").exists()
     assert len(list((tmp_path / "out.csv.parts").glob("part-*.csv"))) == 5
-    monkeypatch.setattr(scoring, "_score_chunk", real)
+    monkeypatch.setattr(scoring, "_write_scored_chunk", real)
     summary = score_file(tmp_path / "in.csv", tmp_path / "out.csv", model_dir, chunk_size=10, resume=True)
     assert summary.chunks_resumed == 5 and summary.rows == 120
     assert (tmp_path / "out.csv").read_bytes() == (tmp_path / "full.csv").read_bytes()
