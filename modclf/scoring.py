@@ -462,10 +462,22 @@ class _Workers:
 
     def identity(self) -> dict[str, str]:
         """Model and policy checksums; raises the workers' load error (ModelError, PolicyError)."""
-        return self._identity.result()
+        return self.result(self._identity)
 
     def submit(self, values: list[Any]) -> "Future[dict[str, np.ndarray]]":
         return self._pool.submit(_score_task, values)
+
+    def result(self, future: "Future[Any]", parts_dir: Path | None = None) -> Any:
+        """A task's answer; a worker that died (killed, out of memory) is a ScoringError saying
+        what is kept, not a traceback of the pool's internals."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            kept = (f"; the chunks already written are kept in {parts_dir}: run the same command with --resume "
+                    "to score the rest") if parts_dir is not None else ""
+            raise ScoringError(f"a scoring worker process ended abruptly (killed, or out of memory?){kept}") from None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -634,7 +646,8 @@ def _run(pool: _Workers, start: float, input_path: Path, output_path: Path, in_f
             wait(next(iter(in_flight.values()))[1])
         for idx in [i for i, (_, futures, _) in in_flight.items() if all(f.done() for f in futures)]:
             chunk, futures, part = in_flight.pop(idx)
-            finished(idx, part, _write_scored_chunk(chunk, [f.result() for f in futures], part, out_fmt, prefix))
+            results = [pool.result(f, parts_dir) for f in futures]
+            finished(idx, part, _write_scored_chunk(chunk, results, part, out_fmt, prefix))
 
     def all_chunks() -> Iterator[pd.DataFrame]:
         yield first

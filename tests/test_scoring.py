@@ -229,6 +229,30 @@ def test_resume_after_a_crash_gives_exactly_the_uninterrupted_rows(tmp_path: Pat
     assert not (tmp_path / "out.csv.parts").exists()
 
 
+def _die_on_row_75(values):
+    """A scoring task whose worker process dies on row 75 (what an out-of-memory kill looks like)."""
+    if any(isinstance(v, str) and v.endswith(" #75") for v in values):
+        os._exit(9)
+    return scoring._real_score_task(values)
+
+
+def test_a_worker_killed_mid_run_is_a_clear_error_and_the_run_resumes(tmp_path: Path, model_dir: Path,
+                                                                       monkeypatch) -> None:
+    frame(120).to_csv(tmp_path / "in.csv", index=False)
+    score_file(tmp_path / "in.csv", tmp_path / "full.csv", model_dir, chunk_size=10, workers=1)
+    monkeypatch.setattr(scoring, "_real_score_task", scoring._score_task, raising=False)
+    monkeypatch.setattr(scoring, "_score_task", _die_on_row_75)  # forked workers inherit the patch
+    with pytest.raises(ScoringError, match=r"worker process ended abruptly .* run the same command with --resume"):
+        score_file(tmp_path / "in.csv", tmp_path / "out.csv", model_dir, chunk_size=10, workers=1)
+    assert not (tmp_path / "out.csv").exists()
+    kept = len(list((tmp_path / "out.csv.parts").glob("part-*.csv")))
+    assert 1 <= kept <= 7  # some of the chunks before row 75, none after
+    monkeypatch.undo()
+    summary = score_file(tmp_path / "in.csv", tmp_path / "out.csv", model_dir, chunk_size=10, workers=1, resume=True)
+    assert summary.rows == 120 and summary.chunks_resumed == kept
+    assert (tmp_path / "out.csv").read_bytes() == (tmp_path / "full.csv").read_bytes()
+
+
 def test_resume_with_other_options_starts_over(tmp_path: Path, model_dir: Path) -> None:
     frame(40).to_csv(tmp_path / "in.csv", index=False)
     parts = tmp_path / "out.csv.parts"
