@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_eval)
 
     p = sub.add_parser("score", help="score a file of comments (CSV, JSONL, Parquet)",
-                       description="Add label, confidence, p_<label>, action, truncated, policy_version and error "
+                       description="Add label, confidence, p_<label>, action, truncated, language, policy_version and error "
                        "columns to every row of a comment file. Formats by extension: .csv, .jsonl, .parquet. Rows "
                        "without usable text are kept with an empty label, the action review and a reason in 'error'; "
                        "output rows == input rows, in order; the output appears only when complete.")
