@@ -56,8 +56,8 @@ FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl
 #: Rows per chunk (and part file): small enough that the workers finish together (the last chunk is
 #: the only one a core may wait for) and memory stays low, large enough that per-part costs vanish.
 DEFAULT_CHUNK_SIZE = 10_000
-#: An input of a single chunk with at least this many rows is scored by several processes at once
-#: (below it, forking costs more than it saves).
+#: A chunk with at least this many rows is split between the workers, so that even an input of
+#: one chunk keeps every core busy (below it, the extra tasks cost more than they save).
 SHARE_MIN_ROWS = 500
 #: ``workers`` value meaning one worker process per core this process may run on (fewer for a small input).
 AUTO_WORKERS = 0
