@@ -26,6 +26,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a written file gets the usual mode
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -33,6 +34,24 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    """This process' umask, read without changing it (os.umask would, racing other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+#: The temporary names atomic_path gives (tempfile's 8 random characters), for finding leftovers.
+def temp_pattern(path: str | Path) -> str:
+    """Glob of the temporary files :func:`atomic_path` creates for ``path`` (left by a killed writer)."""
+    return f".{Path(path).name}.{'?' * 8}.tmp"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -322,7 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        hint = "; the chunks already scored are kept: run the same command with --resume to continue" \
+            if args.command == "score" and getattr(args, "engine", "local") == "local" else ""
+        print(f"interrupted{hint}", file=sys.stderr)
         return 130
 
 

@@ -38,12 +38,22 @@ def safe_frame(df: pd.DataFrame) -> pd.DataFrame:
         values = out[col]
         if isinstance(values.dtype, pd.StringDtype):
             mask = values.str.startswith(TRIGGERS, na=False).astype(bool)
-        elif values.dtype == object:
+        elif _cannot_hold_text(values.dtype):
+            continue
+        else:  # object, categorical (Parquet's dictionary-encoded text), Arrow-backed and other dtypes
+            values = values.astype(object)
             mask = values.map(lambda v: isinstance(v, str) and v.startswith(TRIGGERS)).astype(bool)
-        else:
-            mask = None
-        if mask is not None:
-            if mask.any():
-                out[col] = values.where(~mask, ESCAPE + values[mask].astype(str))
+        if mask.any():
+            out[col] = values.where(~mask, ESCAPE + values[mask].astype(str))
     out.columns = [safe_cell(str(c)) for c in out.columns]
     return out
+
+
+def _cannot_hold_text(dtype: object) -> bool:
+    """Numbers, booleans and timestamps: dtypes whose cells are never text."""
+    from pandas.api import types
+
+    if isinstance(dtype, (pd.CategoricalDtype, pd.ArrowDtype)):
+        return False
+    return bool(types.is_numeric_dtype(dtype) or types.is_bool_dtype(dtype) or types.is_datetime64_any_dtype(dtype)
+                or types.is_timedelta64_dtype(dtype))

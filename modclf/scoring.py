@@ -32,6 +32,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -102,12 +103,24 @@ def resolve_workers(workers: int | str, input_bytes: int | None = None) -> int:
 
 
 def _iter_csv(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
+    import warnings
+
     import pandas as pd
 
+    _check_utf8(path)  # before any chunk: a bad byte near the end must not cost a scored file
     try:
-        reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], chunksize=chunk_size,
-                             encoding="utf-8", encoding_errors="strict")
-        for chunk in reader:
+        # index_col=False: a first row longer than the header is an error below, not silently read
+        # as an index that shifts every field; pandas only warns about it, so the warning is raised
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], chunksize=chunk_size,
+                                 encoding="utf-8", encoding_errors="strict", index_col=False)
+        while True:
+            with warnings.catch_warnings():  # not held across the yield: the filter is process-wide
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                chunk = next(reader, None)
+            if chunk is None:
+                return
             yield chunk
     except UnicodeDecodeError as exc:
         raise ScoringError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start} of a block); save it as UTF-8") from None
@@ -115,6 +128,46 @@ def _iter_csv(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
         raise ScoringError(f"{path}: the file is empty (a CSV needs at least a header row)") from None
     except pd.errors.ParserError as exc:
         raise ScoringError(f"{path}: malformed CSV: {exc}") from None
+    except pd.errors.ParserWarning:
+        raise ScoringError(f"{path}: malformed CSV: {_long_row(path)}") from None
+
+
+def _check_utf8(path: Path, block: int = 1 << 23) -> None:
+    """Raise a ScoringError naming the line of the first byte that is not UTF-8 (a pass over the
+    file, ~0.2 s for 50 MB, made while the workers load the model)."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    offset = 0
+    with open(path, "rb") as fh:
+        while True:
+            data = fh.read(block)
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(data, final=not data)
+            except UnicodeDecodeError as exc:
+                at = offset - pending + exc.start
+                fh.seek(0)
+                line = fh.read(at).count(b"\n") + 1
+                raise ScoringError(f"{path}: line {line}: not valid UTF-8 ({exc.reason} at byte {at}); "
+                                   "save it as UTF-8") from None
+            if not data:
+                return
+            offset += len(data)
+
+
+def _long_row(path: Path) -> str:
+    """Where a CSV first has a row with more fields than its header (only called on that error)."""
+    import csv
+
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, [])
+        for row in reader:
+            if len(row) > len(header):
+                return f"line {reader.line_num}: expected {len(header)} fields (the header's), saw {len(row)}"
+    return "a row has more fields than the header"
 
 
 def _iter_jsonl(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
@@ -133,6 +186,9 @@ def _iter_jsonl(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
                 raise ScoringError(f"{path}: line {lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
             if not isinstance(obj, dict):
                 raise ScoringError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
+            if "\\u" in line and _has_lone_surrogate(obj):  # only an escape can write one
+                raise ScoringError(f"{path}: line {lineno}: a string holds an unpaired surrogate escape (\\ud800-\\udfff), "
+                                   "which is not text and cannot be written as UTF-8; fix or remove it")
             records.append(obj)
             if len(records) >= chunk_size:
                 yield _records_frame(records)
@@ -141,11 +197,27 @@ def _iter_jsonl(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
         yield _records_frame(records)
 
 
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(map(_has_lone_surrogate, value))
+    return False
+
+
 def _records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     import pandas as pd
 
-    # object dtype keeps values as written (an int next to a null stays an int, not 42.0)
-    return pd.DataFrame(records, dtype=object)
+    # object dtype keeps values as written (an int next to a null stays an int, not 42.0), and a key
+    # a record lacks is None (null), not NaN (which a text column would write as the text "NaN")
+    keys = dict.fromkeys(k for record in records for k in record)
+    return pd.DataFrame({k: [record.get(k) for record in records] for k in keys}, dtype=object)
 
 
 def _iter_parquet(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
@@ -180,11 +252,35 @@ def _write_part(df: pd.DataFrame, path: Path, fmt: str) -> None:
         if fmt == "csv":
             _write_csv_rows(df, tmp)
         elif fmt == "jsonl":
-            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
+            _write_jsonl_rows(df, tmp)
         else:
             import pyarrow.parquet as pq
 
             pq.write_table(_to_arrow(df), tmp)
+
+
+def _write_jsonl_rows(df: pd.DataFrame, path: Path) -> None:
+    """One JSON object per row, values as read: numbers keep every digit (``to_json`` rounds to 10
+    significant digits) and "/" stays "/"; a missing value (NaN, None) is null."""
+    import math
+
+    with open(path, "w", encoding="utf-8") as fh:
+        for record in df.to_dict("records"):
+            row = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+            fh.write(json.dumps(row, ensure_ascii=False, default=_json_value) + "\n")
+
+
+def _json_value(value: Any) -> Any:
+    """JSON form of the values pandas and Parquet produce that ``json`` does not know."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "isoformat"):  # datetime, date, pandas Timestamp
+        return value.isoformat()
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return None
+    return str(value)
 
 
 def _write_csv_rows(df: pd.DataFrame, path: Path) -> None:
@@ -454,7 +550,7 @@ class _Workers:
         from concurrent.futures import ProcessPoolExecutor
 
         fork = "fork" in multiprocessing.get_all_start_methods() and sys.platform.startswith("linux")
-        self.n = n
+        self.n, self.fast = n, fast
         self._pool = ProcessPoolExecutor(
             n, mp_context=multiprocessing.get_context("fork" if fork else "spawn"), initializer=_init_worker,
             initargs=(str(model_dir), str(policy) if policy else None, fast, os.getpid() if fork else None))
@@ -582,12 +678,63 @@ def score_file(
     if not input_path.is_file():
         raise ScoringError(f"{input_path}: input file not found")
     workers = resolve_workers(workers, input_path.stat().st_size)
-    pool = _Workers(workers, model_dir, policy, fast)  # the model loads there while pandas is imported here
+    _check_output(output_path)
+    with _output_lock(output_path):
+        pool = _Workers(workers, model_dir, policy, fast)  # the model loads there while pandas is imported here
+        try:
+            return _run(pool, start, input_path, output_path, in_fmt, out_fmt, text_column, prefix, chunk_size,
+                        resume, progress)
+        except OSError as exc:  # disk full, permissions, a path component that is a file
+            raise ScoringError(f"{exc.filename or output_path}: {exc.strerror or exc}") from None
+        finally:
+            pool.close()
+
+
+def _check_output(output_path: Path) -> None:
+    """Refuse an output that cannot be written before anything is scored."""
+    if output_path.is_dir():
+        raise ScoringError(f"{output_path}: is a directory; give the output file's name")
+    for above in (output_path.parent, *output_path.parent.parents):
+        if above.exists() and not above.is_dir():
+            raise ScoringError(f"{output_path}: {above} is a file, not a directory")
     try:
-        return _run(pool, start, input_path, output_path, in_fmt, out_fmt, text_column, prefix, chunk_size, resume,
-                    progress)
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ScoringError(f"{output_path}: cannot create its directory ({exc.strerror or exc})") from None
+    if not os.access(output_path.parent, os.W_OK | os.X_OK):
+        raise ScoringError(f"{output_path}: the directory {output_path.parent} is not writable")
+
+
+@contextmanager
+def _output_lock(output_path: Path) -> Iterator[None]:
+    """One run per output at a time: a second run on the same output would delete the first one's
+    parts. Held with flock, so a killed run leaves no stale lock; temporary files a killed run left
+    are removed once the lock is held."""
+    import fcntl
+
+    from .atomic import temp_pattern
+
+    lock_path = output_path.with_name(f".{output_path.name}.lock")
+    try:
+        fh = open(lock_path, "a+b")
+    except OSError as exc:
+        raise ScoringError(f"{output_path}: cannot create the lock file {lock_path} ({exc.strerror or exc})") from None
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ScoringError(f"{output_path}: another scoring run is writing this output; wait for it or choose "
+                               "another output") from None
+        for leftover in output_path.parent.glob(temp_pattern(output_path)):
+            leftover.unlink(missing_ok=True)
+        parts_dir = output_path.with_name(output_path.name + ".parts")
+        if parts_dir.is_dir():
+            for leftover in parts_dir.glob(".*.tmp"):
+                leftover.unlink(missing_ok=True)
+        yield
     finally:
-        pool.close()
+        lock_path.unlink(missing_ok=True)  # still holding it: a run waiting on this file fails, as it should
+        fh.close()
 
 
 def _run(pool: _Workers, start: float, input_path: Path, output_path: Path, in_fmt: str, out_fmt: str,
@@ -611,6 +758,7 @@ def _run(pool: _Workers, start: float, input_path: Path, output_path: Path, in_f
         "chunk_size": chunk_size,
         "text_column": text_column,
         "prefix": prefix,
+        "fast_path": pool.fast,  # --slow gives the same labels but not the same last digits
         **identity,
     }
     parts_dir = output_path.with_name(output_path.name + ".parts")

@@ -166,6 +166,10 @@ def test_a_single_chunk_shared_with_workers_gives_the_same_output(tmp_path: Path
         ("in.jsonl", '{"text": "ok"}\n[1, 2]\n', "line 2: expected a JSON object, got list"),
         ("in.jsonl", b'{"text": "ok"}\n{"text": "caf\xe9"}\n', "line 2: not valid UTF-8"),
         ("in.csv", b"id,text\n1,caf\xe9\n", "not valid UTF-8"),
+        ("in.csv", b'id,text\n1,ok\n2,"two\nlines caf\xe9"\n', "line 4: not valid UTF-8 (invalid continuation byte"),
+        ("in.csv", "id,text\n1,a,b,c\n2,ok\n", "malformed CSV: line 2: expected 2 fields (the header's), saw 4"),
+        ("in.csv", "id,text\n1,a\n2,ok,x\n", "Expected 2 fields in line 3, saw 3"),
+        ("in.jsonl", '{"text": "ok"}\n{"text": "caf\\ud800"}\n', "line 2: a string holds an unpaired surrogate"),
         ("in.parquet", "not parquet", "not a readable Parquet file"),
         ("in.txt", "x", "cannot tell the format from the extension"),
         ("in.csv", "text,label\nhi,spam\n", "already has column(s) label"),
@@ -184,6 +188,95 @@ def test_bad_input_is_named_and_nothing_is_written(
     assert "Traceback" not in err
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_jsonl_output_keeps_values_exactly_and_a_missing_key_is_null(tmp_path: Path, model_dir: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": 1, "text": "hi there", "x": 3.141592653589793, "url": "a/b"}\n'
+                   '{"id": 2, "x": 0.1}\n{"id": 3, "text": "=1+1", "x": [1, {"k": null}]}\n')
+    score_file(src, tmp_path / "out.jsonl", model_dir)
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["x"] for r in rows] == [3.141592653589793, 0.1, [1, {"k": None}]]
+    assert rows[0]["url"] == "a/b" and "\\/" not in (tmp_path / "out.jsonl").read_text()
+    assert rows[1]["text"] is None and rows[1]["error"] == "missing text" and rows[1]["p_spam"] is None
+    assert rows[0]["p_spam"] == pytest.approx(1 - sum(rows[0][c] for c in PROBA_COLUMNS if c != "p_spam"), abs=1e-12)
+    score_file(src, tmp_path / "out.csv", model_dir)
+    out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    assert out["text"].tolist() == ["hi there", "", "'=1+1"]  # null, not the text "NaN"
+
+
+def test_formula_cells_of_every_text_dtype_are_escaped(tmp_path: Path, model_dir: Path) -> None:
+    import pyarrow as pa
+
+    df = pd.DataFrame({"text": pd.Categorical(["=cmd|' /C calc'!A0", "fine comment", "=cmd|' /C calc'!A0"]),
+                       "note": pd.Categorical(["@SUM(1)", "+1", "ok"]),
+                       "arrow": pd.array(["-2", "x", None], dtype=pd.ArrowDtype(pa.string())),
+                       "n": [1, 2, 3]})
+    df.to_parquet(tmp_path / "in.parquet")
+    score_file(tmp_path / "in.parquet", tmp_path / "out.csv", model_dir)
+    out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    assert out["text"].tolist() == ["'=cmd|' /C calc'!A0", "fine comment", "'=cmd|' /C calc'!A0"]
+    assert out["note"].tolist() == ["'@SUM(1)", "'+1", "ok"] and out["arrow"].tolist() == ["'-2", "x", ""]
+    assert out["n"].tolist() == ["1", "2", "3"]
+
+
+def test_unwritable_outputs_are_named_before_anything_is_scored(tmp_path: Path, model_dir: Path, capsys) -> None:
+    frame(20).to_csv(tmp_path / "in.csv", index=False)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir.csv").mkdir()
+    for output, expected in ((tmp_path / "afile" / "out.csv", "afile is a file, not a directory"),
+                             (tmp_path / "adir.csv", "is a directory; give the output file's name")):
+        assert score_cli.main([str(tmp_path / "in.csv"), "-o", str(output), "--model-dir", str(model_dir)]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err
+    assert not list(tmp_path.glob("*.parts")) and not list((tmp_path / "adir.csv").iterdir())
+
+
+def test_one_run_per_output_and_a_killed_runs_leftovers_are_removed(tmp_path: Path, model_dir: Path) -> None:
+    import fcntl
+
+    frame(20).to_csv(tmp_path / "in.csv", index=False)
+    out = tmp_path / "out.csv"
+    stale = tmp_path / ".out.csv.abcd1234.tmp"  # what a kill -9 during the final join leaves
+    stale.write_text("half an output")
+    other = tmp_path / ".out.csv.x.abcd1234.tmp"  # another output's temporary file: not ours
+    other.write_text("keep")
+    with open(tmp_path / ".out.csv.lock", "a+b") as lock:  # another run holds the output
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(ScoringError, match="another scoring run is writing this output"):
+            score_file(tmp_path / "in.csv", out, model_dir)
+        assert stale.exists() and not out.exists()
+    score_file(tmp_path / "in.csv", out, model_dir)
+    assert not stale.exists() and other.exists() and not (tmp_path / ".out.csv.lock").exists()
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_resume_with_the_other_engine_starts_over(tmp_path: Path, model_dir: Path, monkeypatch) -> None:
+    frame(40).to_csv(tmp_path / "in.csv", index=False)
+    score_file(tmp_path / "in.csv", tmp_path / "slow.csv", model_dir, chunk_size=10, fast=False)
+    real, calls = scoring._write_scored_chunk, {"n": 0}
+
+    def crash_after_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "_write_scored_chunk", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        score_file(tmp_path / "in.csv", tmp_path / "out.csv", model_dir, chunk_size=10)  # the fast path
+    monkeypatch.undo()
+    assert len(list((tmp_path / "out.csv.parts").glob("part-*.csv"))) == 2
+    # --slow --resume: same labels, but not the same last digits, so nothing is reused
+    summary = score_file(tmp_path / "in.csv", tmp_path / "out.csv", model_dir, chunk_size=10, fast=False, resume=True)
+    assert summary.chunks_resumed == 0
+    assert (tmp_path / "out.csv").read_bytes() == (tmp_path / "slow.csv").read_bytes()
 
 
 def test_header_only_csv_gives_a_header_only_output(tmp_path: Path, model_dir: Path) -> None:
