@@ -108,6 +108,7 @@ def _iter_csv(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     import pandas as pd
 
     _check_utf8(path)  # before any chunk: a bad byte near the end must not cost a scored file
+    _check_header(path)
     try:
         # index_col=False: a first row longer than the header is an error below, not silently read
         # as an index that shifts every field; pandas only warns about it, so the warning is raised
@@ -154,6 +155,21 @@ def _check_utf8(path: Path, block: int = 1 << 23) -> None:
             if not data:
                 return
             offset += len(data)
+
+
+def _check_header(path: Path) -> None:
+    """A column named twice would be renamed by pandas ("text.1"): the output's header would not be
+    the input's, so it is an error."""
+    import csv
+
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        header = next(csv.reader(fh), [])
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise ScoringError(f"{path}: line 1: column {name!r} appears more than once in the header")
+        seen.add(name)
 
 
 def _long_row(path: Path) -> str:

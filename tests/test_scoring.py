@@ -169,6 +169,7 @@ def test_a_single_chunk_shared_with_workers_gives_the_same_output(tmp_path: Path
         ("in.csv", b'id,text\n1,ok\n2,"two\nlines caf\xe9"\n', "line 4: not valid UTF-8 (invalid continuation byte"),
         ("in.csv", "id,text\n1,a,b,c\n2,ok\n", "malformed CSV: line 2: expected 2 fields (the header's), saw 4"),
         ("in.csv", "id,text\n1,a\n2,ok,x\n", "Expected 2 fields in line 3, saw 3"),
+        ("in.csv", "id,text,id\n1,a,2\n", "line 1: column 'id' appears more than once in the header"),
         ("in.jsonl", '{"text": "ok"}\n{"text": "caf\\ud800"}\n', "line 2: a string holds an unpaired surrogate"),
         ("in.parquet", "not parquet", "not a readable Parquet file"),
         ("in.txt", "x", "cannot tell the format from the extension"),
