@@ -731,16 +731,24 @@ def _output_lock(output_path: Path) -> Iterator[None]:
     from .atomic import temp_pattern
 
     lock_path = output_path.with_name(f".{output_path.name}.lock")
-    try:
-        fh = open(lock_path, "a+b")
-    except OSError as exc:
-        raise ScoringError(f"{output_path}: cannot create the lock file {lock_path} ({exc.strerror or exc})") from None
-    try:
+    while True:
+        try:
+            fh = open(lock_path, "a+b")
+        except OSError as exc:
+            raise ScoringError(f"{output_path}: cannot create the lock file {lock_path} ({exc.strerror or exc})") from None
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            fh.close()
             raise ScoringError(f"{output_path}: another scoring run is writing this output; wait for it or choose "
                                "another output") from None
+        try:  # the run that held it may have removed the file between our open and our lock
+            if os.stat(lock_path).st_ino == os.fstat(fh.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        fh.close()
+    try:
         for leftover in output_path.parent.glob(temp_pattern(output_path)):
             leftover.unlink(missing_ok=True)
         parts_dir = output_path.with_name(output_path.name + ".parts")
@@ -749,7 +757,7 @@ def _output_lock(output_path: Path) -> Iterator[None]:
                 leftover.unlink(missing_ok=True)
         yield
     finally:
-        lock_path.unlink(missing_ok=True)  # still holding it: a run waiting on this file fails, as it should
+        lock_path.unlink(missing_ok=True)  # while held: a run that opened it meanwhile sees the inode change
         fh.close()
 
 
