@@ -567,6 +567,8 @@ class _Workers:
 
         fork = "fork" in multiprocessing.get_all_start_methods() and sys.platform.startswith("linux")
         self.n, self.fast = n, fast
+        #: where the run keeps its finished parts (named in the error when a worker dies)
+        self.parts_dir: Path | None = None
         self._pool = ProcessPoolExecutor(
             n, mp_context=multiprocessing.get_context("fork" if fork else "spawn"), initializer=_init_worker,
             initargs=(str(model_dir), str(policy) if policy else None, fast, os.getpid() if fork else None))
@@ -577,19 +579,27 @@ class _Workers:
         return self.result(self._identity)
 
     def submit(self, values: list[Any]) -> "Future[dict[str, np.ndarray]]":
-        return self._pool.submit(_score_task, values)
+        from concurrent.futures.process import BrokenProcessPool
 
-    def result(self, future: "Future[Any]", parts_dir: Path | None = None) -> Any:
-        """A task's answer; a worker that died (killed, out of memory) is a ScoringError saying
-        what is kept, not a traceback of the pool's internals."""
+        try:
+            return self._pool.submit(_score_task, values)
+        except BrokenProcessPool:  # a worker died since the last answer
+            raise self._broken() from None
+
+    def result(self, future: "Future[Any]") -> Any:
         from concurrent.futures.process import BrokenProcessPool
 
         try:
             return future.result()
         except BrokenProcessPool:
-            kept = (f"; the chunks already written are kept in {parts_dir}: run the same command with --resume "
-                    "to score the rest") if parts_dir is not None else ""
-            raise ScoringError(f"a scoring worker process ended abruptly (killed, or out of memory?){kept}") from None
+            raise self._broken() from None
+
+    def _broken(self) -> ScoringError:
+        """A worker that died (killed, out of memory) is a ScoringError saying what is kept, not a
+        traceback of the pool's internals."""
+        kept = (f"; the chunks already written are kept in {self.parts_dir}: run the same command with --resume "
+                "to score the rest") if self.parts_dir is not None else ""
+        return ScoringError(f"a scoring worker process ended abruptly (killed, or out of memory?){kept}")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -795,6 +805,7 @@ def _run(pool: _Workers, start: float, input_path: Path, output_path: Path, in_f
                 log.warning("cannot resume from %s (different input, model or options); starting over", parts_dir)
             shutil.rmtree(parts_dir)
     parts_dir.mkdir(parents=True, exist_ok=True)
+    pool.parts_dir = parts_dir
     done_stats = _read_part_stats(parts_dir) if resume else {}
     _write_manifest(parts_dir, {"run": manifest})
 
@@ -818,7 +829,7 @@ def _run(pool: _Workers, start: float, input_path: Path, output_path: Path, in_f
             wait(next(iter(in_flight.values()))[1])
         for idx in [i for i, (_, futures, _) in in_flight.items() if all(f.done() for f in futures)]:
             chunk, futures, part = in_flight.pop(idx)
-            results = [pool.result(f, parts_dir) for f in futures]
+            results = [pool.result(f) for f in futures]
             finished(idx, part, _write_scored_chunk(chunk, results, part, out_fmt, prefix))
 
     def all_chunks() -> Iterator[pd.DataFrame]:
