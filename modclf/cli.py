@@ -18,11 +18,12 @@ command exits with status 2 (here, in :func:`main`, and nowhere else); Ctrl-C ex
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from . import __version__
 from .errors import EXIT_USAGE, ConfigError, ModclfError
@@ -224,6 +225,24 @@ def _policy_kw(func: Callable[..., Any], policy: Path) -> dict[str, Any]:
     return {"policy_path": policy} if "policy_path" in inspect.signature(func).parameters else {}
 
 
+@contextlib.contextmanager
+def _stop_cleanly_on_termination() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a job scheduler, a closed terminal) end a scoring run the way Ctrl-C
+    does: the temporary output and the lock are removed and the finished parts kept for --resume.
+    The previous handlers come back afterwards (main() may run inside another program)."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _score(args: argparse.Namespace) -> int:
     settings = _settings(args, model_dir=args.model_dir, policy=args.policy)
     workers = args.workers  # 0: auto, resolved by score_file (one per available core)
@@ -236,9 +255,11 @@ def _score(args: argparse.Namespace) -> int:
     else:
         from .scoring import DEFAULT_CHUNK_SIZE, score_file
 
-        summary = score_file(args.input, args.output, model_dir=settings.model_dir, text_column=args.text_column,
-                             prefix=args.prefix, chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE, workers=workers,
-                             resume=args.resume, fast=not args.slow, progress=args.progress, policy=settings.policy)
+        with _stop_cleanly_on_termination():
+            summary = score_file(args.input, args.output, model_dir=settings.model_dir, text_column=args.text_column,
+                                 prefix=args.prefix, chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE,
+                                 workers=workers, resume=args.resume, fast=not args.slow, progress=args.progress,
+                                 policy=settings.policy)
     print(summary.format(), file=sys.stderr)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0

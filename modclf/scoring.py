@@ -66,6 +66,8 @@ AUTO_WORKERS = 0
 #: worker pays ~0.9 s of CPU to start, which on 2 cores a 1,000-comment file does not win back
 #: (measured: 1.1 s wall with one worker, 1.2-1.6 s with two; 8,700 comments: 2.8 s and 2.1 s).
 AUTO_BYTES_PER_WORKER = 512 * 1024
+#: An explicit --workers above this many per core is refused (each worker holds a model).
+MAX_WORKERS_PER_CORE = 4
 #: A comment each worker scores as soon as it has loaded, so that every kernel, the language model
 #: and the policy are loaded before the first chunk arrives.
 _WARM_UP_TEXT = "Thanks for the report, is the road to the airport open again? www.example.com"
@@ -96,6 +98,10 @@ def resolve_workers(workers: int | str, input_bytes: int | None = None) -> int:
         return cores if input_bytes is None else min(cores, 1 + input_bytes // AUTO_BYTES_PER_WORKER)
     if not isinstance(workers, int) or workers < 1:
         raise ScoringError("--chunk-size and --workers must be at least 1 (--workers may also be auto)")
+    limit = MAX_WORKERS_PER_CORE * available_cores()
+    if workers > limit:
+        raise ScoringError(f"--workers {workers}: at most {limit} here ({MAX_WORKERS_PER_CORE} per available core; "
+                           "each worker loads the model, and more workers than cores only compete for them)")
     return workers
 
 
@@ -108,7 +114,7 @@ def _iter_csv(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     import pandas as pd
 
     _check_utf8(path)  # before any chunk: a bad byte near the end must not cost a scored file
-    _check_header(path)
+    header = _check_header(path)
     try:
         # index_col=False: a first row longer than the header is an error below, not silently read
         # as an index that shifts every field; pandas only warns about it, so the warning is raised
@@ -122,15 +128,16 @@ def _iter_csv(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
                 chunk = next(reader, None)
             if chunk is None:
                 return
+            if len(chunk.columns) == len(header):
+                chunk.columns = header  # pandas names an empty header field "Unnamed: 0"; the output keeps ""
             yield chunk
     except UnicodeDecodeError as exc:
         raise ScoringError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start} of a block); save it as UTF-8") from None
     except pd.errors.EmptyDataError:
         raise ScoringError(f"{path}: the file is empty (a CSV needs at least a header row)") from None
-    except pd.errors.ParserError as exc:
-        raise ScoringError(f"{path}: malformed CSV: {exc}") from None
-    except pd.errors.ParserWarning:
-        raise ScoringError(f"{path}: malformed CSV: {_long_row(path)}") from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+        # pandas counts records, not lines, in its message; the csv module finds the physical line
+        raise ScoringError(f"{path}: malformed CSV: {_long_row(path) or exc}") from None
 
 
 def _check_utf8(path: Path, block: int = 1 << 23) -> None:
@@ -157,9 +164,9 @@ def _check_utf8(path: Path, block: int = 1 << 23) -> None:
             offset += len(data)
 
 
-def _check_header(path: Path) -> None:
-    """A column named twice would be renamed by pandas ("text.1"): the output's header would not be
-    the input's, so it is an error."""
+def _check_header(path: Path) -> list[str]:
+    """The header as written. A column named twice would be renamed by pandas ("text.1"): the
+    output's header would not be the input's, so it is an error."""
     import csv
 
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -170,20 +177,21 @@ def _check_header(path: Path) -> None:
         if name in seen:
             raise ScoringError(f"{path}: line 1: column {name!r} appears more than once in the header")
         seen.add(name)
+    return header
 
 
-def _long_row(path: Path) -> str:
+def _long_row(path: Path) -> str | None:
     """Where a CSV first has a row with more fields than its header (only called on that error)."""
     import csv
 
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
         reader = csv.reader(fh)
         header = next(reader, [])
         for row in reader:
             if len(row) > len(header):
                 return f"line {reader.line_num}: expected {len(header)} fields (the header's), saw {len(row)}"
-    return "a row has more fields than the header"
+    return None
 
 
 def _iter_jsonl(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
@@ -245,7 +253,7 @@ def _iter_parquet(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     except (pa.ArrowInvalid, OSError) as exc:
         raise ScoringError(f"{path}: not a readable Parquet file: {exc}") from None
     for batch in pf.iter_batches(batch_size=chunk_size):
-        yield batch.to_pandas()
+        yield batch.to_pandas(integer_object_nulls=True)  # an int64 id with a null stays exact, not a float
 
 
 def iter_chunks(path: str | Path, fmt: str, chunk_size: int) -> Iterator[pd.DataFrame]:
@@ -288,15 +296,19 @@ def _write_jsonl_rows(df: pd.DataFrame, path: Path) -> None:
 
 def _json_value(value: Any) -> Any:
     """JSON form of the values pandas and Parquet produce that ``json`` does not know."""
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return None
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, (bytes, bytearray)):
+        import base64
+
+        return base64.b64encode(value).decode("ascii")
     if hasattr(value, "isoformat"):  # datetime, date, pandas Timestamp
         return value.isoformat()
-    if value is None or type(value).__name__ in ("NAType", "NaTType"):
-        return None
-    return str(value)
+    return str(value)  # Decimal and anything else: its exact text
 
 
 def _write_csv_rows(df: pd.DataFrame, path: Path) -> None:
@@ -309,7 +321,7 @@ def _write_csv_rows(df: pd.DataFrame, path: Path) -> None:
 
     from .csvsafe import safe_frame
 
-    df = safe_frame(df)  # comments are attacker-written: no cell may start a spreadsheet formula
+    df = safe_frame(_flatten_cells(df))  # comments are attacker-written: no cell may start a spreadsheet formula
     try:
         pacsv.write_csv(_to_arrow(df), path, pacsv.WriteOptions(include_header=False))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
@@ -317,18 +329,42 @@ def _write_csv_rows(df: pd.DataFrame, path: Path) -> None:
 
 
 def _to_arrow(df: pd.DataFrame) -> pa.Table:
-    """Arrow table of a chunk; a column mixing types (JSON allows it, Parquet does not) becomes text."""
+    """Arrow table of a chunk. A column Arrow cannot take as it is (JSON mixing types, which
+    Parquet does not allow; an integer beyond 64 bits) becomes text: JSON for non-strings."""
     import pyarrow as pa
 
     try:
         return pa.Table.from_pandas(df, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
         fixed = df.copy()
         for col in fixed.columns[fixed.dtypes == object]:
-            values = fixed[col]
-            if values.map(type).nunique() > 1:
-                fixed[col] = values.map(lambda v: v if v is None or isinstance(v, str) else json.dumps(v))
+            try:
+                pa.array(fixed[col], from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+                fixed[col] = fixed[col].map(_as_text)
         return pa.Table.from_pandas(fixed, preserve_index=False)
+
+
+def _as_text(value: Any) -> Any:
+    """A cell as text for a text-only writer: strings and nulls as they are, the rest as JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return _json_value(value)  # base64
+    return json.dumps(value, ensure_ascii=False, default=_json_value)
+
+
+def _flatten_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """Lists, arrays and mappings (Parquet list and struct columns) as JSON text, bytes as base64: a
+    CSV cell holds text, and pandas would print a long array with "..." in the middle."""
+    nested = (list, tuple, dict, np.ndarray, bytes, bytearray)
+    cols = [c for c in df.columns[df.dtypes == object] if df[c].map(lambda v: isinstance(v, nested)).any()]
+    if not cols:
+        return df
+    df = df.copy()
+    for col in cols:
+        df[col] = df[col].map(_as_text)
+    return df
 
 
 def _csv_header(columns: list[str]) -> bytes:
@@ -513,6 +549,8 @@ def _tie_to_parent(parent: int) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # the parent's clean-stop handlers are not for workers
+        signal.signal(sig, signal.SIG_DFL)
     try:
         import ctypes
 
@@ -695,7 +733,8 @@ def score_file(
     ``$MODCLF_POLICY`` or the shipped policy).
     """
     start = time.perf_counter()
-    input_path, output_path = Path(input_path), Path(output_path)
+    # a symlinked output is written (and locked) at its target, not replaced by a regular file
+    input_path, output_path = Path(input_path), Path(os.path.realpath(output_path))
     in_fmt, out_fmt = detect_format(input_path, input_format), detect_format(output_path, output_format)
     if chunk_size < 1:
         raise ScoringError("--chunk-size and --workers must be at least 1")
@@ -734,8 +773,9 @@ def _check_output(output_path: Path) -> None:
 @contextmanager
 def _output_lock(output_path: Path) -> Iterator[None]:
     """One run per output at a time: a second run on the same output would delete the first one's
-    parts. Held with flock, so a killed run leaves no stale lock; temporary files a killed run left
-    are removed once the lock is held."""
+    parts. A POSIX record lock (lockf): the kernel drops it when this process dies, even while its
+    forked workers, which do not inherit it, are still exiting; so a killed run leaves no stale
+    lock. Temporary files a killed run left are removed once the lock is held."""
     import fcntl
 
     from .atomic import temp_pattern
@@ -747,7 +787,7 @@ def _output_lock(output_path: Path) -> Iterator[None]:
         except OSError as exc:
             raise ScoringError(f"{output_path}: cannot create the lock file {lock_path} ({exc.strerror or exc})") from None
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             fh.close()
             raise ScoringError(f"{output_path}: another scoring run is writing this output; wait for it or choose "
@@ -832,9 +872,16 @@ def _run(pool: _Workers, start: float, input_path: Path, output_path: Path, in_f
             results = [pool.result(f) for f in futures]
             finished(idx, part, _write_scored_chunk(chunk, results, part, out_fmt, prefix))
 
+    bad_input = False  # an error in the input itself: it must change, so no part can be resumed
+
     def all_chunks() -> Iterator[pd.DataFrame]:
+        nonlocal bad_input
         yield first
-        yield from chunks
+        try:
+            yield from chunks
+        except ScoringError:
+            bad_input = True
+            raise
 
     n_parts = 0
     try:
@@ -842,7 +889,11 @@ def _run(pool: _Workers, start: float, input_path: Path, output_path: Path, in_f
         bar = _progress_bar(input_path.name, progress)
         for idx, chunk in enumerate(all_chunks()):
             if idx:
-                chunk = _conform(chunk, input_columns, input_path, out_fmt, idx * chunk_size)
+                try:
+                    chunk = _conform(chunk, input_columns, input_path, out_fmt, idx * chunk_size)
+                except ScoringError:
+                    bad_input = True
+                    raise
             part = parts_dir / f"part-{idx:07d}.{out_fmt}"
             n_parts = idx + 1
             if str(idx) in done_stats and part.exists():
@@ -861,6 +912,8 @@ def _run(pool: _Workers, start: float, input_path: Path, output_path: Path, in_f
         assembler.finish(columns, n_parts)
     except BaseException as exc:
         assembler.abort(exc)
+        if bad_input:  # "writing nothing": the parts of an input that must be fixed are no use
+            shutil.rmtree(parts_dir, ignore_errors=True)
         raise
     finally:
         bar.close()

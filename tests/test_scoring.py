@@ -168,8 +168,9 @@ def test_a_single_chunk_shared_with_workers_gives_the_same_output(tmp_path: Path
         ("in.csv", b"id,text\n1,caf\xe9\n", "not valid UTF-8"),
         ("in.csv", b'id,text\n1,ok\n2,"two\nlines caf\xe9"\n', "line 4: not valid UTF-8 (invalid continuation byte"),
         ("in.csv", "id,text\n1,a,b,c\n2,ok\n", "malformed CSV: line 2: expected 2 fields (the header's), saw 4"),
-        ("in.csv", "id,text\n1,a\n2,ok,x\n", "Expected 2 fields in line 3, saw 3"),
+        ("in.csv", "id,text\n1,a\n2,ok,x\n", "line 3: expected 2 fields (the header's), saw 3"),
         ("in.csv", "id,text,id\n1,a,2\n", "line 1: column 'id' appears more than once in the header"),
+        ("in.csv", 'id,text\n1,"multi\nline\nfield"\n2,ok\n3,bad,extra\n', "line 6: expected 2 fields (the header's), saw 3"),
         ("in.jsonl", '{"text": "ok"}\n{"text": "caf\\ud800"}\n', "line 2: a string holds an unpaired surrogate"),
         ("in.parquet", "not parquet", "not a readable Parquet file"),
         ("in.txt", "x", "cannot tell the format from the extension"),
@@ -234,19 +235,24 @@ def test_unwritable_outputs_are_named_before_anything_is_scored(tmp_path: Path, 
 
 
 def test_one_run_per_output_and_a_killed_runs_leftovers_are_removed(tmp_path: Path, model_dir: Path) -> None:
-    import fcntl
-
     frame(20).to_csv(tmp_path / "in.csv", index=False)
     out = tmp_path / "out.csv"
     stale = tmp_path / ".out.csv.abcd1234.tmp"  # what a kill -9 during the final join leaves
     stale.write_text("half an output")
     other = tmp_path / ".out.csv.x.abcd1234.tmp"  # another output's temporary file: not ours
     other.write_text("keep")
-    with open(tmp_path / ".out.csv.lock", "a+b") as lock:  # another run holds the output
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    holder = subprocess.Popen(  # another run holds the output (record locks belong to a process)
+        [sys.executable, "-c", "import fcntl, sys, time\nf = open(sys.argv[1], 'a+b')\n"
+         "fcntl.lockf(f.fileno(), fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(120)",
+         str(tmp_path / ".out.csv.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(ScoringError, match="another scoring run is writing this output"):
             score_file(tmp_path / "in.csv", out, model_dir)
         assert stale.exists() and not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()
     score_file(tmp_path / "in.csv", out, model_dir)
     assert not stale.exists() and other.exists() and not (tmp_path / ".out.csv.lock").exists()
     assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
@@ -278,6 +284,63 @@ def test_resume_with_the_other_engine_starts_over(tmp_path: Path, model_dir: Pat
     summary = score_file(tmp_path / "in.csv", tmp_path / "out.csv", model_dir, chunk_size=10, fast=False, resume=True)
     assert summary.chunks_resumed == 0
     assert (tmp_path / "out.csv").read_bytes() == (tmp_path / "slow.csv").read_bytes()
+
+
+def test_values_of_every_parquet_type_are_written_exactly(tmp_path: Path, model_dir: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    big = 2**62 + 1
+    table = pa.table({"id": pa.array([big, None, 3], pa.int64()),
+                      "text": ["first comment here", "second one", "=third"],
+                      "tags": pa.array([list(range(2000)), [], None], pa.list_(pa.int64())),
+                      "raw": pa.array([b"\x00\xff", None, b"ok"], pa.binary()),
+                      "when": pa.array([0, None, 86_400_000_000], pa.timestamp("us"))})
+    pq.write_table(table, tmp_path / "in.parquet")
+    score_file(tmp_path / "in.parquet", tmp_path / "out.csv", model_dir)
+    out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    assert out["id"].tolist() == [str(big), "", "3"]  # not 4.611686018427388e+18
+    assert json.loads(out["tags"][0]) == list(range(2000))  # every element, no "..."
+    assert out["raw"].tolist() == ["AP8=", "", "b2s="]  # base64
+    assert out["text"].tolist() == ["first comment here", "second one", "'=third"]
+    score_file(tmp_path / "in.parquet", tmp_path / "out.jsonl", model_dir)
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [big, None, 3]
+    assert [r["when"] for r in rows] == ["1970-01-01T00:00:00", None, "1970-01-02T00:00:00"]
+
+
+def test_a_huge_json_integer_is_written_as_text_not_a_crash(tmp_path: Path, model_dir: Path) -> None:
+    (tmp_path / "in.jsonl").write_text('{"text": "hi there friends", "d": 100000000000000000000000001}\n')
+    for fmt in ("csv", "parquet"):
+        score_file(tmp_path / "in.jsonl", tmp_path / f"out.{fmt}", model_dir)
+    assert pd.read_csv(tmp_path / "out.csv", dtype=str)["d"][0] == "100000000000000000000000001"
+    assert pd.read_parquet(tmp_path / "out.parquet")["d"][0] == "100000000000000000000000001"
+
+
+def test_bad_rows_found_midway_leave_no_parts_behind(tmp_path: Path, model_dir: Path, capsys) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text("id,text\n" + "".join(f"{i},comment number {i}\n" for i in range(60)) + "60,bad,extra\n")
+    code = score_cli.main([str(src), "-o", str(tmp_path / "out.csv"), "--model-dir", str(model_dir),
+                           "--chunk-size", "10"])
+    assert code == 2 and "line 62: expected 2 fields" in capsys.readouterr().err
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "out.csv.parts").exists()
+
+
+def test_header_is_kept_as_written_and_a_symlinked_output_is_written_at_its_target(tmp_path: Path,
+                                                                                   model_dir: Path) -> None:
+    (tmp_path / "in.csv").write_text(",text\n0,hello there everyone\n")  # pandas' to_csv index column
+    (tmp_path / "d").mkdir()
+    (tmp_path / "link.csv").symlink_to(tmp_path / "d" / "out.csv")
+    score_file(tmp_path / "in.csv", tmp_path / "link.csv", model_dir)
+    assert (tmp_path / "link.csv").is_symlink()
+    assert (tmp_path / "d" / "out.csv").read_text().startswith(",text,label,")
+
+
+def test_too_many_workers_are_refused(tmp_path: Path, model_dir: Path) -> None:
+    frame(20).to_csv(tmp_path / "in.csv", index=False)
+    too_many = scoring.MAX_WORKERS_PER_CORE * scoring.available_cores() + 1
+    with pytest.raises(ScoringError, match=f"--workers {too_many}: at most"):
+        score_file(tmp_path / "in.csv", tmp_path / "out.csv", model_dir, workers=too_many)
 
 
 def test_header_only_csv_gives_a_header_only_output(tmp_path: Path, model_dir: Path) -> None:
