@@ -64,22 +64,24 @@ def test_lazy_load_scores_without_the_pipeline(model_dir: Path, artifact) -> Non
     assert eager._artifact is not None
 
 
+def _modules_loaded_after(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Run ``code`` in a fresh interpreter; which of ``modules`` it imported."""
+    code += f"\nimport sys\nprint(sorted(m for m in {modules!r} if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().replace("'", '"'))
+
+
 def test_scoring_workers_never_import_scikit_learn_or_pandas(model_dir: Path, tmp_path: Path) -> None:
     pd.DataFrame({"text": TEXTS}).to_csv(tmp_path / "in.csv", index=False)
-    # a worker's start-up and one task, run in a fresh interpreter
-    worker = (f"import sys\nfrom modclf import scoring\nscoring._init_worker({str(model_dir)!r}, None, True, None)\n"
-              f"assert len(scoring._score_task({TEXTS!r})['label']) == {len(TEXTS)}\n"
-              "print(sorted(m for m in ('sklearn', 'joblib', 'scipy.sparse', 'pandas') if m in sys.modules))")
-    proc = subprocess.run([sys.executable, "-c", worker], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    # a worker's start-up and one task
+    worker = (f"from modclf import scoring\nscoring._init_worker({str(model_dir)!r}, None, True, None)\n"
+              f"assert len(scoring._score_task({TEXTS!r})['label']) == {len(TEXTS)}")
+    assert _modules_loaded_after(worker, ("sklearn", "joblib", "scipy.sparse", "pandas")) == []
     # the main process of a run reads and writes; the model is loaded only in the workers
-    main = (f"import sys\nfrom modclf.scoring import score_file\n"
-            f"score_file({str(tmp_path / 'in.csv')!r}, {str(tmp_path / 'out.csv')!r}, {str(model_dir)!r})\n"
-            "print(sorted(m for m in ('sklearn', 'joblib', 'scipy.sparse', 'numba', 'fasttext') if m in sys.modules))")
-    proc = subprocess.run([sys.executable, "-c", main], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    main = (f"from modclf.scoring import score_file\n"
+            f"score_file({str(tmp_path / 'in.csv')!r}, {str(tmp_path / 'out.csv')!r}, {str(model_dir)!r})")
+    assert _modules_loaded_after(main, ("sklearn", "joblib", "scipy.sparse", "numba", "fasttext")) == []
     assert len(pd.read_csv(tmp_path / "out.csv")) == len(TEXTS)
 
 
