@@ -136,8 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows read and scored at a time, and written as one part; bounds memory (default: 10000)")
     p.add_argument("--workers", type=_workers, default=0, metavar="N|auto",
                    help="processes scoring in parallel: a number, or auto for one per available core "
-                   f"(this machine: {_cores()}), fewer for an input under 512 KiB per core; they load the model "
-                   "while the input is being read (default: auto)")
+                   f"(this machine: {_cores()}), fewer for an input under 512 KiB per core; at most 4 per core; they "
+                   "load the model while the input is being read (default: auto)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run into the same output, keeping the chunks it finished")
     p.add_argument("--slow", action="store_true",
