@@ -48,9 +48,9 @@ def _umask() -> int:
     return 0o022
 
 
-#: The temporary names atomic_path gives (tempfile's 8 random characters), for finding leftovers.
 def temp_pattern(path: str | Path) -> str:
-    """Glob of the temporary files :func:`atomic_path` creates for ``path`` (left by a killed writer)."""
+    """Glob of the temporary files :func:`atomic_path` creates for ``path`` (left by a killed
+    writer): its prefix and suffix around tempfile's 8 random characters."""
     return f".{Path(path).name}.{'?' * 8}.tmp"
 
 

@@ -164,14 +164,20 @@ def _check_utf8(path: Path, block: int = 1 << 23) -> None:
             offset += len(data)
 
 
-def _check_header(path: Path) -> list[str]:
-    """The header as written. A column named twice would be renamed by pandas ("text.1"): the
-    output's header would not be the input's, so it is an error."""
+def _csv_reader(fh: Any) -> Any:
+    """The csv module's reader, for the checks pandas' reader cannot make (no field size cap: a
+    comment can be long)."""
     import csv
 
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    return csv.reader(fh)
+
+
+def _check_header(path: Path) -> list[str]:
+    """The header as written. A column named twice would be renamed by pandas ("text.1"): the
+    output's header would not be the input's, so it is an error."""
     with open(path, newline="", encoding="utf-8-sig") as fh:
-        header = next(csv.reader(fh), [])
+        header = next(_csv_reader(fh), [])
     seen: set[str] = set()
     for name in header:
         if name in seen:
@@ -182,11 +188,8 @@ def _check_header(path: Path) -> list[str]:
 
 def _long_row(path: Path) -> str | None:
     """Where a CSV first has a row with more fields than its header (only called on that error)."""
-    import csv
-
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
-        reader = csv.reader(fh)
+        reader = _csv_reader(fh)
         header = next(reader, [])
         for row in reader:
             if len(row) > len(header):
@@ -727,8 +730,8 @@ def score_file(
     """Score ``input_path`` into ``output_path``; see the module docstring for the guarantees.
 
     ``workers``: processes scoring in parallel; ``"auto"`` or 0 for one per available core, or
-    fewer for a small input (what ``modclf score`` does by default). Each chunk is split between the workers when it has at
-    least SHARE_MIN_ROWS rows.
+    fewer for a small input (what ``modclf score`` does by default). Each chunk is split between
+    the workers when it has at least SHARE_MIN_ROWS rows.
     ``policy`` is the moderation policy file that decides the ``action`` column (default:
     ``$MODCLF_POLICY`` or the shipped policy).
     """
@@ -875,10 +878,12 @@ def _run(pool: _Workers, start: float, input_path: Path, output_path: Path, in_f
     bad_input = False  # an error in the input itself: it must change, so no part can be resumed
 
     def all_chunks() -> Iterator[pd.DataFrame]:
+        """The input's chunks, later ones given the first one's columns."""
         nonlocal bad_input
         yield first
         try:
-            yield from chunks
+            for idx, chunk in enumerate(chunks, start=1):
+                yield _conform(chunk, input_columns, input_path, out_fmt, idx * chunk_size)
         except ScoringError:
             bad_input = True
             raise
@@ -888,12 +893,6 @@ def _run(pool: _Workers, start: float, input_path: Path, output_path: Path, in_f
         assembler.start(columns)
         bar = _progress_bar(input_path.name, progress)
         for idx, chunk in enumerate(all_chunks()):
-            if idx:
-                try:
-                    chunk = _conform(chunk, input_columns, input_path, out_fmt, idx * chunk_size)
-                except ScoringError:
-                    bad_input = True
-                    raise
             part = parts_dir / f"part-{idx:07d}.{out_fmt}"
             n_parts = idx + 1
             if str(idx) in done_stats and part.exists():
