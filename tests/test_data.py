@@ -78,3 +78,49 @@ def test_no_text_from_the_evaluation_sets(corpus: pd.DataFrame) -> None:
     # short stock phrases ("Agreed 100%") can resemble each other by chance; wording of 5+ words cannot
     close = sorted({corpus["id"].iat[i] for i, _, _ in pairs if len(corpus["text"].iat[i].split()) >= 5})
     assert not close, f"corpus rows too close to evaluation texts: {close[:20]}"
+
+
+VALIDATION = DATA.parent / "validation.csv"
+VALIDATION_SOURCES = {"news-opinion", "news-war", "video", "forum-reply", "news-opinion-long", "natural-thread"}
+
+
+@pytest.fixture(scope="module")
+def validation() -> pd.DataFrame:
+    return pd.read_csv(VALIDATION, dtype=str, keep_default_na=False)
+
+
+def test_validation_schema(validation: pd.DataFrame) -> None:
+    """The authored validation set: its own ids, the five labels, a known source for each row
+    (what `modclf eval` breaks it down by) and the natural-thread part policy thresholds are chosen on."""
+    assert list(validation.columns) == ["id", "text", "label", "topic", "batch", "source", "lang"]
+    assert validation["id"].is_unique and validation["id"].str.fullmatch(r"v\d{4}").all()
+    assert set(validation["label"]) == set(LABELS)
+    assert set(validation["source"]) <= VALIDATION_SOURCES
+    assert (validation["text"].str.strip() != "").all()
+    natural = validation[validation["source"] == "natural-thread"]
+    assert len(natural) >= 600 and (natural["label"] == "dispute").sum() >= 150
+
+
+def test_validation_is_kept_apart_from_training(corpus: pd.DataFrame, validation: pd.DataFrame) -> None:
+    """Never trained on: no validation text of 5+ words equals or nearly equals a training row.
+    (Stock replies such as "+1", "Exactly." or "No." occur in any comment section, both files
+    included; a model that has seen "+1" is not being tested on memorized wording.)"""
+    worded = validation[validation["text"].str.split().str.len() >= 5]
+    same = set(worded["text"].map(dedup_key)) & set(corpus["text"].map(dedup_key))
+    assert not same, f"validation texts also in the corpus: {sorted(same)[:5]}"
+    pairs = near_duplicate_pairs(worded["text"].tolist(), corpus["text"].tolist(), threshold=0.9)
+    shown = [(worded["id"].iat[i], corpus["id"].iat[j], round(s, 3)) for i, j, s in pairs[:10]]
+    assert not pairs, f"validation rows near training rows (id, id, cosine): {shown}"
+
+
+def test_no_validation_text_from_the_evaluation_sets(validation: pd.DataFrame) -> None:
+    files = sorted(SHARED_EVAL.glob("*.csv")) if SHARED_EVAL.is_dir() else []
+    if not files:
+        pytest.skip("../shared/eval not present")
+    eval_texts = pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False)[["text"]] for f in files])["text"].tolist()
+    worded = validation["text"].str.split().str.len() >= 5  # stock replies ("No.", "lol") recur everywhere
+    exact = validation[worded & validation["text"].map(wording_key).isin({wording_key(t) for t in eval_texts})]
+    assert exact.empty, f"validation rows equal to evaluation texts: {exact['id'].tolist()[:20]}"
+    pairs = near_duplicate_pairs(validation["text"].tolist(), eval_texts, threshold=0.6, prepare=str.lower)
+    close = sorted({validation["id"].iat[i] for i, _, _ in pairs if len(validation["text"].iat[i].split()) >= 5})
+    assert not close, f"validation rows too close to evaluation texts: {close[:20]}"
