@@ -64,20 +64,29 @@ def test_no_near_duplicates(corpus: pd.DataFrame) -> None:
     assert not pairs, f"near-duplicate rows (id, id, cosine): {shown}"
 
 
-def test_no_text_from_the_evaluation_sets(corpus: pd.DataFrame) -> None:
-    """The corpus is our own writing: nothing in it may match or closely follow ../shared/eval."""
+def _evaluation_texts() -> list[str]:
     files = sorted(SHARED_EVAL.glob("*.csv")) if SHARED_EVAL.is_dir() else []
     if not files:
         pytest.skip("../shared/eval not present")
-    evaluation = pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False)[["text"]] for f in files])
-    eval_texts = evaluation["text"].tolist()
-    eval_keys = {wording_key(t) for t in eval_texts}
-    exact = corpus[corpus["text"].map(wording_key).isin(eval_keys)]
-    assert exact.empty, f"corpus rows equal to evaluation texts: {exact['id'].tolist()[:20]}"
-    pairs = near_duplicate_pairs(corpus["text"].tolist(), eval_texts, threshold=0.6, prepare=str.lower)
-    # short stock phrases ("Agreed 100%") can resemble each other by chance; wording of 5+ words cannot
-    close = sorted({corpus["id"].iat[i] for i, _, _ in pairs if len(corpus["text"].iat[i].split()) >= 5})
-    assert not close, f"corpus rows too close to evaluation texts: {close[:20]}"
+    return pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False)[["text"]] for f in files])["text"].tolist()
+
+
+def _assert_none_from_evaluation(rows: pd.DataFrame, what: str, exact_min_words: int = 0) -> None:
+    """No row equals an evaluation text (``exact_min_words``: stock replies shorter than this may),
+    and no row of 5+ words is close to one: short stock phrases ("Agreed 100%") can resemble each
+    other by chance; wording of 5+ words cannot."""
+    eval_texts = _evaluation_texts()
+    worded = rows["text"].str.split().str.len() >= exact_min_words
+    exact = rows[worded & rows["text"].map(wording_key).isin({wording_key(t) for t in eval_texts})]
+    assert exact.empty, f"{what} rows equal to evaluation texts: {exact['id'].tolist()[:20]}"
+    pairs = near_duplicate_pairs(rows["text"].tolist(), eval_texts, threshold=0.6, prepare=str.lower)
+    close = sorted({rows["id"].iat[i] for i, _, _ in pairs if len(rows["text"].iat[i].split()) >= 5})
+    assert not close, f"{what} rows too close to evaluation texts: {close[:20]}"
+
+
+def test_no_text_from_the_evaluation_sets(corpus: pd.DataFrame) -> None:
+    """The corpus is our own writing: nothing in it may match or closely follow ../shared/eval."""
+    _assert_none_from_evaluation(corpus, "corpus")
 
 
 VALIDATION = DATA.parent / "validation.csv"
@@ -114,13 +123,5 @@ def test_validation_is_kept_apart_from_training(corpus: pd.DataFrame, validation
 
 
 def test_no_validation_text_from_the_evaluation_sets(validation: pd.DataFrame) -> None:
-    files = sorted(SHARED_EVAL.glob("*.csv")) if SHARED_EVAL.is_dir() else []
-    if not files:
-        pytest.skip("../shared/eval not present")
-    eval_texts = pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False)[["text"]] for f in files])["text"].tolist()
-    worded = validation["text"].str.split().str.len() >= 5  # stock replies ("No.", "lol") recur everywhere
-    exact = validation[worded & validation["text"].map(wording_key).isin({wording_key(t) for t in eval_texts})]
-    assert exact.empty, f"validation rows equal to evaluation texts: {exact['id'].tolist()[:20]}"
-    pairs = near_duplicate_pairs(validation["text"].tolist(), eval_texts, threshold=0.6, prepare=str.lower)
-    close = sorted({validation["id"].iat[i] for i, _, _ in pairs if len(validation["text"].iat[i].split()) >= 5})
-    assert not close, f"validation rows too close to evaluation texts: {close[:20]}"
+    """Written by the project too; stock replies ("No.", "lol") recur in every comment section."""
+    _assert_none_from_evaluation(validation, "validation", exact_min_words=5)
