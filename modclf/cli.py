@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from . import __version__
 from .errors import EXIT_USAGE, ConfigError, ModclfError
+from .labels import LABELS
 
 log = logging.getLogger("modclf")
 
@@ -118,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     policy(p)
     p.add_argument("--no-record", action="store_true", help="do not store the result in model.json")
     p.add_argument("--png", metavar="FILE", help="also save the confusion matrix as a PNG here")
+    p.add_argument("--sweep", metavar="LABEL", choices=LABELS,
+                   help="also show the decisions with the policy's escalation on p(LABEL) moved from 0.50 to 0.10 "
+                   "(shares approved/held/rejected and LABEL comments approved per threshold): the trade-off to "
+                   "choose a policy's threshold on your own labeled comments")
     p.set_defaults(run=_eval)
 
     p = sub.add_parser("score", help="score a file of comments (CSV, JSONL, Parquet)",
@@ -215,7 +220,8 @@ def _eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"{missing[0]}: evaluation file not found")
     for path in args.files:
         evaluate(path, settings.model_dir, data_paths=[str(p) for p in settings.data] if args.data else None,
-                 record=not args.no_record, png_path=args.png, **_policy_kw(evaluate, settings.policy))
+                 record=not args.no_record, png_path=args.png, sweep=args.sweep,
+                 **_policy_kw(evaluate, settings.policy))
     return 0
 
 

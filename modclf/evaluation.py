@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from .labels import LABELS
-from .policy import Policy
+from .policy import Escalation, Policy
 
 
 def compute_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, Any]:
@@ -242,6 +242,72 @@ def decision_metrics(
         out["by_source"] = by_source
     return out
 
+
+#: Thresholds ``modclf eval --sweep LABEL`` tries, beside the policy's own value for that label.
+SWEEP_THRESHOLDS: tuple[float, ...] = (0.50, 0.45, 0.40, 0.35, 0.30, 0.25, 0.20, 0.15, 0.10)
+
+
+def escalation_sweep(
+    y_true: Sequence[str],
+    proba: Any,
+    policy: Policy,
+    label: str,
+    thresholds: Sequence[float] = SWEEP_THRESHOLDS,
+    truncated: Sequence[bool] | None = None,
+    conditions: Sequence[Sequence[str]] | None = None,
+) -> list[dict[str, Any]]:
+    """The policy's decisions with the escalation on p(``label``) moved to each threshold.
+
+    The rest of the policy stays as it is. The escalation's action is the policy's own for
+    ``label`` (``review`` when it has none), and the thresholds tried are ``thresholds`` plus the
+    policy's current one, so a site can see what holding more or fewer comments buys: per threshold,
+    the shares approved / held / rejected, the rows of ``label`` approved, spam published and the
+    share of actions that differ from the true label's.
+    """
+    import dataclasses
+
+    if label not in LABELS:
+        raise ValueError(f"unknown label {label!r} (labels: {', '.join(LABELS)})")
+    current = [e for e in policy.escalations if e.label == label]
+    action = current[0].action if current else "review"
+    others = tuple(e for e in policy.escalations if e.label != label)
+    tried = sorted({round(float(t), 4) for t in thresholds} | {e.at_least for e in current}, reverse=True)
+    y = np.asarray(list(y_true), dtype=object)
+    rows = []
+    for threshold in tried:
+        swept = dataclasses.replace(policy, escalations=others + (Escalation(label, threshold, action),))
+        actions = np.asarray(policy_actions(proba, swept, truncated, conditions), dtype=object)
+        expected = np.asarray([true_action(t, swept) for t in y], dtype=object)
+        counts = _decision_counts(y, actions, expected)
+        of = int(np.sum(y == label))
+        approved = int(np.sum((y == label) & (actions == "approve")))
+        rows.append({
+            "threshold": threshold,
+            "current": any(e.at_least == threshold for e in current),
+            "actions": {a: counts["actions"][a]["share"] for a in _ACTIONS},
+            "label_approved": {"count": approved, "of": of, "share": _share(approved, of)},
+            "spam_published": counts["spam_published"],
+            "action_differs": counts["action_differs"]["share"],
+        })
+    return rows
+
+
+def format_sweep(rows: Sequence[dict[str, Any]], label: str, title: str) -> str:
+    """The sweep as a table, one threshold per line (``*`` marks the policy's current value)."""
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    lines = [title, "", f"{'p(' + label + ') >=':<14}{'approve':>9}{'review':>9}{'reject':>9}"
+             f"{label + ' approved':>22}{'spam published':>20}{'action differs':>16}"]
+    for r in rows:
+        part, spam = r["label_approved"], r["spam_published"]
+        approved = f"{part['count']}/{part['of']} ({pct(part['share'])})"
+        published = f"{spam['count']}/{spam['of']}"
+        shares = "".join(f"{pct(r['actions'][a]):>9}" for a in _ACTIONS)
+        lines.append(f"{'*' if r['current'] else ' '}{r['threshold']:<13.2f}{shares}{approved:>22}{published:>20}"
+                     f"{pct(r['action_differs']):>16}")
+    lines.append("* = the policy's current threshold; the rest of the policy unchanged")
+    return "\n".join(lines)
 
 # -- calibration -----------------------------------------------------------------------------------
 

@@ -192,6 +192,7 @@ def evaluate(
     report: Callable[[str], None] = print,
     png_path: str | Path | None = None,
     policy_path: str | Path | None = None,
+    sweep: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate the saved model on a labeled CSV, beside the naive baseline trained on the same corpus.
 
@@ -202,6 +203,10 @@ def evaluate(
     ``truncated``, as the service does. With ``png_path`` the confusion matrix is saved there and the
     reliability diagram beside it (``<stem>_reliability.png``).
 
+    With ``sweep`` (a label) the model's decisions are also reported with the policy's escalation on
+    that label's probability moved through :data:`modclf.evaluation.SWEEP_THRESHOLDS` (the
+    trade-off between comments held and comments of that label approved; stored under ``sweep``).
+
     With ``record`` the result is stored under ``evaluations`` in ``model.json`` (keyed by file name),
     which does not change the model file or its checksum.
     """
@@ -210,7 +215,9 @@ def evaluate(
         calibration_metrics,
         compare_decisions_line,
         decision_metrics,
+        escalation_sweep,
         format_decisions,
+        format_sweep,
         proba_in_label_order,
         save_reliability_png,
     )
@@ -273,6 +280,12 @@ def evaluate(
         report("")
         report(compare_decisions_line("model", decisions["model"], "baseline", decisions["baseline"],
                                       calibration["model"], calibration["baseline"]))
+    if sweep is not None:
+        rows = escalation_sweep(y_true, proba, policy, sweep, truncated=truncated, conditions=conditions)
+        report("")
+        report(format_sweep(rows, sweep, f"decisions of model {artifact.version} on {eval_path.name} with the "
+                            f"escalation on p({sweep}) moved"))
+        out["sweep"] = {"label": sweep, "rows": rows}
     out["policy"] = {"file": policy_name, "sha256": policy.sha256}
     out["decisions"] = decisions
     out["calibration"] = calibration

@@ -10,9 +10,12 @@ import pandas as pd
 import pytest
 
 from modclf.evaluation import (
+    SWEEP_THRESHOLDS,
     calibration_metrics,
     decision_metrics,
+    escalation_sweep,
     format_decisions,
+    format_sweep,
     policy_actions,
     proba_in_label_order,
     save_reliability_png,
@@ -109,6 +112,34 @@ def test_decision_metrics_per_source_by_hand() -> None:
     assert news["actions"]["approve"] == 0.2857
     assert news["spam_published"] == {"count": 0, "of": 0, "share": None}
     assert news["disputes_approved"] == {"count": 1, "of": 2, "share": 0.5}
+
+
+def test_escalation_sweep_by_hand() -> None:
+    """POLICY has no dispute escalation: at 0.50 row 5 (other 0.70, p(dispute) 0.30) is approved;
+    at 0.25 it is held, and nothing else changes (row 9's p(dispute) 0.2 stays under both)."""
+    high, low = escalation_sweep(Y, PROBA, POLICY, "dispute", thresholds=(0.25, 0.5), truncated=TRUNCATED)
+    assert [high["threshold"], low["threshold"]] == [0.5, 0.25] and not high["current"] and not low["current"]
+    assert high["label_approved"] == {"count": 1, "of": 2, "share": 0.5}
+    assert low["label_approved"] == {"count": 0, "of": 2, "share": 0.0}
+    assert high["actions"] == {"approve": 0.3, "review": 0.5, "reject": 0.2}
+    assert low["actions"] == {"approve": 0.2, "review": 0.6, "reject": 0.2}
+    # the spam escalation stays in force: row 6 (p(spam) 0.35) is held at both thresholds
+    assert high["spam_published"] == low["spam_published"] == {"count": 1, "of": 3, "share": 0.3333}
+
+
+def test_escalation_sweep_includes_and_marks_the_current_threshold() -> None:
+    rows = escalation_sweep(Y, PROBA, POLICY, "spam", thresholds=(0.5, 0.1), truncated=TRUNCATED)
+    assert [r["threshold"] for r in rows] == [0.5, 0.3, 0.1]
+    current = rows[1]
+    assert current["current"] and not rows[0]["current"] and not rows[2]["current"]
+    d = decision_metrics(Y, PROBA, POLICY, truncated=TRUNCATED)  # the policy as it is
+    assert current["actions"] == {a: d["actions"][a]["share"] for a in ("approve", "review", "reject")}
+    assert current["action_differs"] == d["action_differs"]["share"]
+    assert rows[2]["spam_published"]["count"] == 0  # p(spam) 0.20 >= 0.1: row 3 held
+    table = format_sweep(rows, "spam", "title")
+    assert "*0.30" in table and "p(spam) >=" in table and "1/3" in table and "0/3" in table
+    with pytest.raises(ValueError, match="unknown label"):
+        escalation_sweep(Y, PROBA, POLICY, "spma")
 
 
 def test_decision_metrics_refuses_mismatched_input() -> None:
@@ -239,9 +270,35 @@ def test_evaluate_uses_the_given_policy_and_never_approves_a_truncated_comment(
     assert out["policy"]["file"] == "approve_all.yaml"
 
 
+def test_evaluate_sweeps_the_dispute_escalation(small_model: tuple[Path, Path], labeled_with_sources: Path) -> None:
+    data, model_dir = small_model
+    lines: list[str] = []
+    out = evaluate(labeled_with_sources, model_dir, data_paths=[data], record=False, report=lines.append,
+                   sweep="dispute")
+    rows = out["sweep"]["rows"]
+    assert out["sweep"]["label"] == "dispute"
+    assert len(rows) == len(SWEEP_THRESHOLDS) + 1 and sum(r["current"] for r in rows) == 1  # + the policy's 0.18
+    approved = [r["actions"]["approve"] for r in rows]
+    assert approved == sorted(approved, reverse=True)  # a lower threshold never approves more
+    assert rows[0]["label_approved"]["count"] >= rows[-1]["label_approved"]["count"]
+    assert "p(dispute) >=" in "\n".join(lines)
+
+
 def test_evaluate_on_the_real_dev_file_breaks_down_by_source(real_dev: Path, small_model: tuple[Path, Path]) -> None:
     data, model_dir = small_model
     out = evaluate(real_dev, model_dir, data_paths=[data], record=False, report=lambda s: None)
     sources = set(pd.read_csv(real_dev, dtype=str, keep_default_na=False)["source"])
     assert set(out["decisions"]["model"]["by_source"]) == sources
     assert sum(s["n"] for s in out["decisions"]["model"]["by_source"].values()) == out["model"]["n"]
+
+
+def test_eval_command_prints_the_sweep(small_model: tuple[Path, Path], labeled_with_sources: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from modclf.cli import main
+
+    data, model_dir = small_model
+    status = main(["eval", "--no-record", "--model-dir", str(model_dir), "--data", str(data), "--sweep", "spam",
+                   str(labeled_with_sources)])
+    out = capsys.readouterr().out
+    assert status == 0 and "escalation on p(spam) moved" in out and "*0.15" in out  # the shipped policy's 0.15
+    assert "spam approved" in out
