@@ -3,6 +3,7 @@ decisions the policy makes from the predictions, and calibration."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -264,8 +265,6 @@ def escalation_sweep(
     the shares approved / held / rejected, the rows of ``label`` approved, spam published and the
     share of actions that differ from the true label's.
     """
-    import dataclasses
-
     if label not in LABELS:
         raise ValueError(f"unknown label {label!r} (labels: {', '.join(LABELS)})")
     current = [e for e in policy.escalations if e.label == label]
@@ -273,13 +272,14 @@ def escalation_sweep(
     others = tuple(e for e in policy.escalations if e.label != label)
     tried = sorted({round(float(t), 4) for t in thresholds} | {e.at_least for e in current}, reverse=True)
     y = np.asarray(list(y_true), dtype=object)
+    of = int(np.sum(y == label))
     rows = []
     for threshold in tried:
         swept = dataclasses.replace(policy, escalations=others + (Escalation(label, threshold, action),))
         actions = np.asarray(policy_actions(proba, swept, truncated, conditions), dtype=object)
-        expected = np.asarray([true_action(t, swept) for t in y], dtype=object)
+        truths = {name: true_action(name, swept) for name in LABELS}
+        expected = np.asarray([truths[t] for t in y], dtype=object)
         counts = _decision_counts(y, actions, expected)
-        of = int(np.sum(y == label))
         approved = int(np.sum((y == label) & (actions == "approve")))
         rows.append({
             "threshold": threshold,
@@ -294,9 +294,7 @@ def escalation_sweep(
 
 def format_sweep(rows: Sequence[dict[str, Any]], label: str, title: str) -> str:
     """The sweep as a table, one threshold per line (``*`` marks the policy's current value)."""
-    def pct(x: float | None) -> str:
-        return "-" if x is None else f"{100 * x:.1f}%"
-
+    pct = _percent
     lines = [title, "", f"{'p(' + label + ') >=':<14}{'approve':>9}{'review':>9}{'reject':>9}"
              f"{label + ' approved':>22}{'spam published':>20}{'action differs':>16}"]
     for r in rows:
@@ -308,6 +306,7 @@ def format_sweep(rows: Sequence[dict[str, Any]], label: str, title: str) -> str:
                      f"{pct(r['action_differs']):>16}")
     lines.append("* = the policy's current threshold; the rest of the policy unchanged")
     return "\n".join(lines)
+
 
 # -- calibration -----------------------------------------------------------------------------------
 
@@ -393,6 +392,10 @@ def save_reliability_png(
 
 # -- text reports ----------------------------------------------------------------------------------
 
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{share * 100:.1f}%"
+
+
 def _pct(part: dict[str, Any]) -> str:
     share = part["share"]
     return f"{part['count']} of {part['of']} ({share * 100:.1f}%)" if share is not None else f"{part['count']} of 0"
@@ -444,8 +447,7 @@ def compare_decisions_line(name_a: str, a: dict[str, Any], name_b: str, b: dict[
                            cal_a: dict[str, Any] | None = None, cal_b: dict[str, Any] | None = None) -> str:
     """One line setting two :func:`decision_metrics` results (and calibrations) side by side."""
     def pct(d: dict[str, Any], key: str) -> str:
-        share = d[key]["share"]
-        return "-" if share is None else f"{share * 100:.1f}%"
+        return _percent(d[key]["share"])
 
     parts = [f"{label} {pct(a, key)}/{pct(b, key)}" for label, key in (
         ("action differs", "action_differs"), ("spam published", "spam_published"),
