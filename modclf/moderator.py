@@ -45,7 +45,7 @@ import numpy as np
 from .errors import ModelError
 from .labels import LABELS
 from .policy import ACTIONS, Policy, load_policy
-from .window import bounded_window
+from .window import bounded_window, cue_stretches
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,12 @@ SEGMENT_TRIGGER = 1200
 SEGMENT_CHARS = 300
 SEGMENT_STEP = 250
 MAX_SEGMENTS = 64
+
+#: What a comment gets when a sentence of it that carries a link or contact cue
+#: (:func:`modclf.window.cue_stretches`) reads as spam on its own while the whole comment would be
+#: approved: a plug appended to an ordinary comment is diluted below every threshold when the
+#: comment is read whole. Held, not rejected: the same line alone can be a cited source.
+CUE_ACTION = "review"
 
 #: Texts the fast path must agree with scikit-learn on before it is used (saved model arrays carry
 #: scikit-learn's probabilities for them: modclf.model.save_fast_arrays).
@@ -149,6 +155,9 @@ class Prediction(NamedTuple):
     #: per text whose language is ``und``: the writing system of its letters
     #: (:func:`modclf.language.dominant_script`), else None
     scripts: list[str | None] | None = None
+    #: per text with a link or contact cue in part of it: the probabilities of its most spam-like
+    #: cue stretch (:func:`modclf.window.cue_stretches`), else None
+    cue_segments: list[np.ndarray | None] | None = None
 
 
 class LoadedModel:
@@ -368,15 +377,20 @@ class Moderator:
             detection = detect(w.text)
             languages.append(detection.lang if detection.reliable else UNDETERMINED)
             scripts.append(None if detection.reliable else dominant_script(w.text))
-        return Prediction(proba, [w.truncated for w in windows], languages,
-                          self._spam_segments([w.text for w in windows]), scripts)
+        segments, cues = self._spam_segments([w.text for w in windows])
+        return Prediction(proba, [w.truncated for w in windows], languages, segments, scripts, cues)
 
-    def _spam_segments(self, texts: Sequence[str]) -> list[np.ndarray | None]:
-        """For each text longer than SEGMENT_TRIGGER, the probabilities of its most spam-like segment."""
-        out: list[np.ndarray | None] = [None] * len(texts)
-        owners: list[int] = []
+    def _spam_segments(self, texts: Sequence[str]) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
+        """For each text, the probabilities of its most spam-like fixed segment (texts longer than
+        SEGMENT_TRIGGER) and of its most spam-like cue stretch (texts with a link or contact cue in
+        part of them); None where there is none. One model call for all of them."""
+        n = len(texts)
+        owners: list[int] = []  # 0..n-1: a fixed segment of that text; n..2n-1: a cue stretch
         segments: list[str] = []
         for i, text in enumerate(texts):
+            for stretch in cue_stretches(text, MAX_SEGMENTS):
+                owners.append(n + i)
+                segments.append(stretch)
             if len(text) <= SEGMENT_TRIGGER:
                 continue
             starts = range(0, len(text) - SEGMENT_CHARS + SEGMENT_STEP, SEGMENT_STEP)
@@ -384,15 +398,14 @@ class Moderator:
             for start in list(starts)[::step]:
                 owners.append(i)
                 segments.append(text[start:start + SEGMENT_CHARS])
-        if not segments:
-            return out
-        proba = self.model.predict_proba(segments)
-        spam = LABELS.index("spam")
-        for owner, row in zip(owners, proba):
-            best = out[owner]
-            if best is None or row[spam] > best[spam]:
-                out[owner] = row
-        return out
+        out: list[np.ndarray | None] = [None] * (2 * n)
+        if segments:
+            spam = LABELS.index("spam")
+            for owner, row in zip(owners, self.model.predict_proba(segments)):
+                best = out[owner]
+                if best is None or row[spam] > best[spam]:
+                    out[owner] = row
+        return out[:n], out[n:]
 
     def conditions(self, truncated: bool, language: str, script: str | None = None) -> tuple[str, ...]:
         """The policy floor conditions of one comment (see policy.yaml, ``floors``).
@@ -414,15 +427,21 @@ class Moderator:
         proba = prediction.proba
         segments = prediction.spam_segments or [None] * len(proba)
         scripts = prediction.scripts or [None] * len(proba)
+        cues = prediction.cue_segments or [None] * len(proba)
         out = []
-        for row, cut, language, segment, script in zip(proba, prediction.truncated, prediction.languages, segments,
-                                                       scripts):
+        for row, cut, language, segment, script, cue in zip(proba, prediction.truncated, prediction.languages,
+                                                            segments, scripts, cues):
             conditions = self.conditions(cut, language, script)
             label, confidence, probabilities, action = self._reading(row, conditions)
             if segment is not None and self._spam_signal(segment):
                 reading = self._reading(segment, conditions)
                 if _SEVERITY[reading[3]] > _SEVERITY[action]:  # the strictest spam reading wins
                     label, confidence, probabilities, action = reading
+            if cue is not None and action == "approve" and self._spam_signal(cue):
+                # a link line read alone can be a cited source that merely looks like a plug: it holds
+                # the comment for a moderator, it never rejects it (CUE_ACTION)
+                label, confidence, probabilities, _ = self._reading(cue, conditions)
+                action = CUE_ACTION
             out.append(Verdict(label, confidence, probabilities, action, bool(cut), language, self.model.version,
                                self.policy_version))
         return out

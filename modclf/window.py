@@ -17,17 +17,24 @@ from typing import NamedTuple
 
 #: Link and contact cues worth keeping from the middle of an over-long comment. Deliberately broad:
 #: a false cue only spends some of the window on ordinary text.
-_CUE = re.compile(
+_LINK_CUES = (
     r"https?\s*:|www\s*\.|\bw\s*w\s*w\b|\.\s*(?:com|net|org|info|biz|io|co|me|ly|tv|ru|xyz|site|club|shop|top|link|gg)\b|"
     r"\b(?:dot|d0t)\s*(?:com|net|org|ru|io)\b|\[\s*(?:\.|dot)\s*\]|\(\s*(?:\.|dot)\s*\)|"
     r"\bt\s*\.\s*me\b|\bbit\s*\.?\s*ly\b|whats\s*app|telegram|\bwa\s*\.\s*me\b|"
-    r"\b(?:subscribe|channel|promo|discount|bitcoin|crypto|forex|casino|download)\b|"
-    r"[\w.+-]@[\w-]|\+?\d[\d\s().-]{7,}\d",
-    re.IGNORECASE,
+    r"[\w.+-]@[\w-]|\+?\d[\d\s().-]{7,}\d"
 )
+_CUE = re.compile(_LINK_CUES + r"|\b(?:subscribe|channel|promo|discount|bitcoin|crypto|forex|casino|download)\b",
+                  re.IGNORECASE)
+#: Links and contacts only: what :func:`cue_stretches` reads apart (a sentence that merely says
+#: "channel" or "download" is ordinary talk under a video far more often than a plug).
+_LINK_CUE = re.compile(_LINK_CUES, re.IGNORECASE)
 #: Characters kept on each side of a cue.
 CUE_CONTEXT = 80
 SEPARATOR = "\n...\n"
+
+
+#: A sentence ends at a line break or at ".", "!" or "?" followed by white space ("site.com" does not end one).
+_SENTENCE_END = re.compile(r"\n|[.!?](?=\s)")
 
 
 class Window(NamedTuple):
@@ -81,3 +88,35 @@ def bounded_window(text: str, limit: int) -> Window:
     parts.append(text[len(text) - tail_n:])
     window = SEPARATOR.join(parts)
     return Window(window[:limit], True)
+
+
+def cue_stretches(text: str, limit: int = 64) -> list[str]:
+    """The sentences of ``text`` that carry a link or a contact, each cut to ``CUE_CONTEXT``
+    characters on either side of its cue; at most ``limit``, in order, overlapping ones merged.
+
+    A text that is nothing but its stretch gives none (it is read whole anyway). What these are for:
+    a link drop appended to an ordinary comment is diluted by the comment's own words when the
+    comment is read whole (TF-IDF rows are l2-normalized), and reads as what it is on its own.
+    """
+    spans: list[list[int]] = []
+    for match in _LINK_CUE.finditer(text):
+        lo, hi = max(0, match.start() - CUE_CONTEXT), min(len(text), match.end() + CUE_CONTEXT)
+        start = lo
+        for end_mark in _SENTENCE_END.finditer(text, lo, match.start()):
+            start = end_mark.end()
+        stop = hi
+        end_mark = _SENTENCE_END.search(text, match.end(), hi)
+        if end_mark is not None:
+            stop = end_mark.end()
+        if spans and start < spans[-1][1]:  # overlapping (not merely adjacent) sentences merge
+            spans[-1][1] = max(spans[-1][1], stop)
+        elif len(spans) < limit:
+            spans.append([start, stop])
+        else:
+            break
+    out = []
+    for start, stop in spans:
+        stretch = text[start:stop].strip()
+        if stretch and len(stretch) < len(text.strip()):
+            out.append(stretch)
+    return out

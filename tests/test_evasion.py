@@ -139,8 +139,10 @@ def test_variants_are_deterministic_per_row() -> None:
 #: Share of variants not approved, among those whose original is not approved, that each kind must keep.
 KEPT = {kind: 0.95 for kind in E.KINDS if kind != "padding"}
 #: A link drop buried in 1,000-9,000 characters of benign text: caught by reading long comments in
-#: segments (modclf.moderator.SEGMENT_TRIGGER); read whole, only about 0.01 was held.
-KEPT["padding"] = 0.6
+#: segments (modclf.moderator.SEGMENT_TRIGGER) and the sentences with a link or contact on their own
+#: (modclf.window.cue_stretches); read whole, only about 0.01 was held; with segments alone 0.87,
+#: with both 0.92 (300 corpus spam rows, seed 0).
+KEPT["padding"] = 0.85
 SAMPLE = 100
 
 
@@ -175,3 +177,25 @@ def test_disguised_spam_is_still_held(judged, kind: str) -> None:
     assert kept >= KEPT[kind], f"{kind}: {kept:.3f} of {original.sum()} caught originals still held"
 
 
+
+
+#: A plug appended to an ordinary comment: with the comment read whole, 16-24 of 60 long corpus
+#: comments (400-3,000 characters) got `approve` with each of these lines added (found by an attack on
+#: the service); the sentence with the link or contact is now also read on its own.
+PLUGS = ("Check out my site bestcasino.com for free spins", "For cheap loans WhatsApp me +1 555 0100",
+         "Buy cheap viagra at http://pills-shop.com now!")
+
+
+def test_a_plug_appended_to_an_ordinary_comment_is_not_approved(model_dir) -> None:
+    import modclf
+
+    df = pd.read_csv(DATA, dtype=str, keep_default_na=False)
+    benign = df[(df["label"] != "spam") & df["text"].str.len().between(400, 3000)].sample(60, random_state=3)["text"]
+    moderator = modclf.load(model_dir)
+    assert sum(v.action == "approve" for v in moderator.classify(benign.tolist())) >= 20  # approvable alone
+    for plug in PLUGS:
+        assert moderator.classify([plug])[0].action != "approve"
+        for sep in ("\n\n", " "):
+            verdicts = moderator.classify([text + sep + plug for text in benign])
+            approved = [v for v in verdicts if v.action == "approve"]
+            assert not approved, f"{len(approved)} comments with {plug!r} appended approved"
