@@ -15,7 +15,9 @@ directory is created (and removed at exit) when unset, so /metrics covers every 
 Worker class: gevent by default. Each worker then serves up to ``worker_connections`` connections
 at once, so clients that send half a request and wait (slowloris) or trickle their body hold a
 greenlet each, not a whole worker, and the body guard (modclf.serving.body) gives up on a body
-that has not arrived within ``body_timeout`` seconds. Sync workers (one request per process) have
+that has not arrived within ``body_timeout`` seconds; a connection that has not sent its whole
+request head within ``header_timeout`` seconds is answered 408 and closed
+(:mod:`modclf.gunicorn_worker`). Sync workers (one request per process) have
 the shortest tail on a friendly network but stop answering when slow clients hold every worker;
 gthread workers only defer connections that have sent nothing yet. bench/bench_slow_clients.py
 compares them side by side (README, "Security and robustness"). Keep-alive is off by default
@@ -57,6 +59,8 @@ _settings = load_settings()
 
 worker_class = _settings.worker_class
 if worker_class == "gevent":
+    # gevent's worker with a deadline on the request head (MODCLF_HEADER_TIMEOUT): modclf.gunicorn_worker
+    worker_class = "modclf.gunicorn_worker.ModclfGeventWorker"
     # Patch before the app is preloaded, so every lock, queue and socket it creates (SQLAlchemy's
     # pool, prometheus-client's values) cooperates with the other greenlets of its worker.
     from gevent import monkey

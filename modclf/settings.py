@@ -62,8 +62,15 @@ class Settings:
     max_batch: int = 256
     #: n-grams returned by ?explain=true
     explain_top: int = 10
+    #: characters of comment text one ?explain=true request may have explained (each comment counted
+    #: up to max_text_chars); explanations cost ~25 us a character in a worker that serves
+    #: nothing else meanwhile, so this bounds how long one request can hold it (400 above it)
+    max_explain_chars: int = 40_000
     #: seconds a client has to send its whole request body (408 after it)
     body_timeout: int = 10
+    #: seconds a connection has to send its request line and headers (gevent workers: 408 and closed
+    #: after it; without it an idle connection holds a worker's connection slot for ever)
+    header_timeout: int = 10
     #: Bearer keys for /v1/*; empty = no authentication
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     #: Bearer keys for /v1/admin/*; empty = the api_keys
@@ -124,7 +131,8 @@ class Settings:
 
 
 _INT_LIMITS = {"max_body_bytes": (1024, 1 << 30), "max_text_chars": (100, 1_000_000), "max_batch": (1, 100_000),
-               "explain_top": (1, 1000), "body_timeout": (1, 3600), "workers": (0, 1024), "threads": (1, 1024),
+               "explain_top": (1, 1000), "max_explain_chars": (1000, 10_000_000), "body_timeout": (1, 3600),
+               "header_timeout": (1, 3600), "workers": (0, 1024), "threads": (1, 1024),
                "worker_connections": (1, 100_000), "timeout": (1, 3600), "keepalive": (0, 3600)}
 _KEY_FIELDS = ("api_keys", "admin_api_keys", "akismet_api_keys", "coral_signing_secret", "coral_webhook_secret")
 _CHOICES = {"worker_class": ("gevent", "sync", "gthread"), "log_level": ("debug", "info", "warning", "error")}

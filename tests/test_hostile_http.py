@@ -37,7 +37,7 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     env = {"MODCLF_MODEL_DIR": str(model_dir), "MODCLF_FEEDBACK_DB": f"sqlite:///{work / 'feedback.db'}",
            "MODCLF_API_KEYS": API_KEY, "CORAL_SIGNING_SECRET": CORAL_SECRET, "AKISMET_API_KEYS": AKISMET_KEY,
            "MODCLF_WORKERS": "0", "MODCLF_MAX_BODY_BYTES": str(256 * 1024),  # workers 0: the default, as make serve
-           "MODCLF_BODY_TIMEOUT": "3"}
+           "MODCLF_BODY_TIMEOUT": "3", "MODCLF_HEADER_TIMEOUT": "3"}
     srv = start_server("gunicorn", work / "server.log", env)
     try:
         yield srv
@@ -142,6 +142,16 @@ def test_stalled_body_is_408_after_the_body_timeout(server: Server) -> None:
     started = time.monotonic()
     response = raw(server, head, timeout=15)  # the socket stays open: the client just stops
     assert status_of(response) == 408 and 2.5 < time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("sent", [b"", b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nX-a: "])
+def test_a_connection_without_a_complete_head_is_closed_after_the_head_timeout(server: Server, sent: bytes) -> None:
+    """gunicorn's gevent worker waits for a request head for ever: 2,100 such connections made the
+    server answer nobody. modclf.gunicorn_worker gives each MODCLF_HEADER_TIMEOUT (3 s here)."""
+    started = time.monotonic()
+    response = raw(server, sent, timeout=15)  # the socket stays open: the client just sends nothing more
+    assert status_of(response) == 408 and 2.5 < time.monotonic() - started < 10
+    assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 200
 
 
 @pytest.mark.parametrize("request_line", [b"FOOBAR /v1/classify HTTP/1.1", b"GET /\x00 HTTP/1.1",

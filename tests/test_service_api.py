@@ -161,6 +161,22 @@ def test_batch_explain(client) -> None:
     assert [r["explanation"]["label"] for r in body["results"]] == [r["label"] for r in body["results"]]
 
 
+def test_explain_is_bounded_per_request(model_dir: Path) -> None:
+    """?explain=true costs ~25 us a character in a worker that serves nothing else meanwhile: a request
+    asking to explain more than max_explain_chars (each comment counted up to the window) is refused
+    with a clear 400 before anything is computed; without explain the same request is answered."""
+    client = make_app(model_dir, max_text_chars=2000, max_explain_chars=3000).test_client()
+    long = "The council met again about the bridge repairs and the residents spoke. " * 40  # 2,920 chars
+    ok = client.post("/v1/classify/batch?explain=true", json={"comments": [{"text": long[:1400]}, {"text": long[:1500]}]})
+    assert ok.status_code == 200 and all("explanation" in r for r in ok.get_json()["results"])
+    over = [{"text": long[:1400]}, {"text": long[:1700]}]
+    body = assert_error(client.post("/v1/classify/batch?explain=true", json={"comments": over}), 400, "explain_too_large")
+    assert "3000" in body["message"] and "3100" in body["message"]
+    assert client.post("/v1/classify/batch", json={"comments": over}).status_code == 200
+    # one comment counts up to the model's window (2,000 here): what is explained of it
+    assert client.post("/v1/classify?explain=true", json={"text": long * 3}).status_code == 200
+
+
 def test_batch_at_the_maximum_is_accepted(client) -> None:
     r = client.post("/v1/classify/batch", json={"comments": [{"text": f"comment {i}"} for i in range(8)]})
     assert r.status_code == 200 and r.get_json()["count"] == 8

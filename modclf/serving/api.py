@@ -42,6 +42,8 @@ def classify_one() -> Any:
     text = check_text(body["text"], "text")
     comment_id = check_id(body["id"], "id") if "id" in body else None
     state = _state()
+    if explain:
+        _check_explain_budget([text], cfg, state.window_chars)
     moderator = state.moderator  # one snapshot: the verdict and its word spans from the same model
     result = state.classify([text], explain=explain, source="v1/classify", ids=[comment_id], moderator=moderator)[0]
     if explain:
@@ -82,6 +84,8 @@ def classify_batch() -> Any:
         ids.append(comment_id)
         texts.append(text)
     state = _state()
+    if explain:
+        _check_explain_budget(texts, cfg, state.window_chars)
     moderator = state.moderator
     classified = state.classify(texts, explain=explain, source="v1/classify/batch", ids=ids, moderator=moderator)
     if explain:
@@ -90,6 +94,21 @@ def classify_batch() -> Any:
     results = [slot if "error" in slot else {**slot, **next(verdicts)} for slot in slots]
     errors = sum("error" in r for r in results)
     return jsonify({"count": len(results), "errors": errors, "results": results})
+
+
+def _check_explain_budget(texts: list[str], cfg: Settings, window_chars: int) -> None:
+    """400 when explaining ``texts`` would hold the worker too long (``max_explain_chars``).
+
+    An explanation costs ~25 us a character (scikit-learn's analyzers, twice) in a worker that serves
+    nothing else meanwhile: three concurrent batches of 256 long comments with explain=true held
+    both workers of a 2-CPU server past gunicorn's timeout, and they were killed. Each comment
+    counts up to the model's window (what is explained of it)."""
+    total = sum(min(len(t), window_chars) for t in texts)
+    if total > cfg.max_explain_chars:
+        raise APIError(400, "explain_too_large",
+                       f"explain=true covers at most {cfg.max_explain_chars} characters of comments per request "
+                       f"(MODCLF_MAX_EXPLAIN_CHARS); this one has {total}: send fewer comments per request or "
+                       "leave explain out")
 
 
 def _add_spans(results: list[dict[str, Any]], texts: list[str], moderator: Moderator, window_chars: int) -> None:
