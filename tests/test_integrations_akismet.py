@@ -434,9 +434,36 @@ def test_multipart_forms(fuzz_app) -> None:
         r = client.post(f"{V11}/comment-check", data=data, content_type=content_type)
         assert r.status_code == 400 and r.get_json()["error"]["code"] == "invalid_body", r.get_data()[:200]
     many = "&".join(["a"] * 1001)  # 1001 fields in 2 KB
-    for endpoint in ("comment-check", "submit-spam"):
-        r = client.post(f"{V11}/{endpoint}", data=many, content_type=FORM)
-        assert r.status_code == 413 and r.get_json()["error"]["code"] == "payload_too_large"
+    r = client.post(f"{V11}/submit-spam", data=many, content_type=FORM)
+    assert r.status_code == 413 and r.get_json()["error"]["code"] == "payload_too_large"  # not a verdict: refused
+
+
+def test_more_fields_than_the_limit_is_held_not_refused(fuzz_app) -> None:
+    """Clients forward the commenter's request headers as HTTP_* fields, so the commenter controls how
+    many fields there are: comment-check answers true (spam queue) unread rather than a refusal,
+    which a client reads as "no opinion" and publishes; under the body cap and above it alike."""
+    client = fuzz_app.test_client()
+    padding = [(f"HTTP_X_{i}", "1") for i in range(1000)]
+    for fields in ([*form(comment_content=LINK_DROP).items(), *padding], [*padding, *form(comment_content=ORDINARY).items()]):
+        r = client.post(f"{V11}/comment-check", data=encoded(fields), content_type=FORM)
+        assert r.status_code == 200 and answer(r) == "true" and "form fields" in r.headers["X-modclf-reason"]
+    huge = [*padding, *form(comment_content=ORDINARY * 2000).items()]  # above the 4 KiB cap: streamed
+    r = client.post(f"{V11}/comment-check", data=encoded(huge), content_type=FORM)
+    assert r.status_code == 200 and answer(r) == "true"
+    assert answer(client.post(f"{V11}/comment-check", data=encoded([*form(comment_content=ORDINARY).items(),
+                                                                   *padding[:200]]),
+                              content_type=FORM)) == "false"  # under the limit (and the cap): read and judged
+
+
+@pytest.mark.parametrize("text", ["Muy buen artículo, gracias por explicar tan bien lo que pasó en el pueblo ayer.",
+                                  "Bardzo dobry artykuł, dziękuję za rzetelne wyjaśnienie tego, co się wczoraj stało."])
+def test_a_comment_held_for_its_language_is_never_published(fuzz_app, text: str) -> None:
+    """The policy holds what the model cannot read (floor unsupported_language); Akismet has no hold
+    answer and false would publish it, so the answer is true with the reason."""
+    verdict = fuzz_app.extensions["modclf"].moderator.classify([text])[0]
+    assert verdict.action != "approve" and verdict.language not in ("en", "und")
+    r = fuzz_app.test_client().post(f"{V11}/comment-check", data=form(comment_content=text))
+    assert answer(r) == "true" and "language" in r.headers["X-modclf-reason"]
 
 
 def test_duplicates_first_occurrence_wins(fuzz_app) -> None:

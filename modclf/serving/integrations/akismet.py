@@ -91,13 +91,19 @@ Decoding, and why nothing here answers 5xx: every field is percent-decoded to by
 UTF-16 surrogate a decoder may produce (e.g. UTF-7) and any NUL are replaced by U+FFFD, so every
 value is valid Unicode that UTF-8, JSON, the logs and every feedback database accept. Malformed
 percent escapes stay as they are. A field given twice counts once: the first occurrence wins.
-More than :data:`MAX_FIELDS` fields: 413. A malformed multipart body (no boundary, broken
+More than :data:`MAX_FIELDS` fields: 413, except on comment-check, which answers ``true`` unread
+(clients forward the commenter's request headers as ``HTTP_*`` fields, so the commenter controls
+how many there are, and a refusal would publish the comment). A malformed multipart body (no boundary, broken
 framing): 400 ``invalid_body``; multipart file parts are ignored. Another content type: 415.
 
 Verdict: ``true`` when spam is why the policy does not simply approve the comment (top label spam,
 or p(spam) at a spam escalation: see :func:`modclf.integrations.spam_signal`), so a comment the
 policy would hold for possible spam lands in the client's spam queue instead of being published;
-``discard`` when, in addition, the policy's action is ``reject``.
+``discard`` when, in addition, the policy's action is ``reject``. Also ``true`` (with
+``X-modclf-reason``) when the policy holds a comment the model could not read: longer than its
+window, or in a language it was not trained on (the policy's floors); Akismet has no "hold" answer,
+and ``false`` would publish what nobody has read. A comment held for any other reason (a possible
+dispute) gets ``false``: it was read, and it is not spam.
 
 Fail closed on over-size bodies: a comment-check body above the request cap (``MAX_CONTENT_LENGTH``)
 is not refused with 413 (most clients read a non-2xx answer as "no opinion" and publish): its small
@@ -130,6 +136,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder
 
 from ...feedback import HAM
+from ...language import UNDETERMINED, dominant_script
 from ..feedback_api import get_store, record_or_503
 from ..auth import KeyRing
 from ..body import OVERSIZE_KEY, PREFIX_KEY, BodyTimeout, deadline, read_chunks
@@ -248,8 +255,15 @@ def _unsupported_type() -> APIError:
                     f"Akismet calls are form-encoded (application/x-www-form-urlencoded); got {request.mimetype}")
 
 
+class TooManyFields(APIError):
+    """More than MAX_FIELDS form fields: 413, except on comment-check (a verdict: see comment_check)."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "payload_too_large", f"more than {MAX_FIELDS} form fields")
+
+
 def _too_many_fields() -> APIError:
-    return APIError(413, "payload_too_large", f"more than {MAX_FIELDS} form fields")
+    return TooManyFields()
 
 
 def _urlencoded_pairs(raw: bytes) -> list[tuple[bytes, bytes]]:
@@ -348,13 +362,17 @@ def small_fields(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
                     skipping = True
             if amp < 0:
                 break
-            if buf and kept < MAX_FIELDS:
+            if buf:
+                if kept == MAX_FIELDS:
+                    raise _too_many_fields()
                 kept += 1
                 yield from _urlencoded_pairs(bytes(buf))
             buf.clear()
             skipping = False
             start = amp + 1
-    if buf and kept < MAX_FIELDS:
+    if buf:
+        if kept == MAX_FIELDS:
+            raise _too_many_fields()
         yield from _urlencoded_pairs(bytes(buf))
 
 
@@ -382,6 +400,8 @@ def _oversize_form() -> dict[str, str]:
             pairs = list(small_fields(chunks()))
     except BodyTimeout:
         raise APIError(408, "request_timeout", "the request body was not received in time", {"Connection": "close"}) from None
+    except TooManyFields:
+        raise
     except Exception:  # the server's framing errors while the rest of the body streams in
         raise APIError(400, "malformed_body", "the request body could not be read", {"Connection": "close"}) from None
     if total > MAX_STREAMED_BYTES:
@@ -496,7 +516,13 @@ def verify_key() -> Response:
 @bp.post("/1.1/comment-check")
 def comment_check() -> Response:
     oversize = bool(request.environ.get(OVERSIZE_KEY))
-    form = _oversize_form() if oversize else read_form()
+    try:
+        form = _oversize_form() if oversize else read_form()
+    except TooManyFields:
+        # A refusal is "no opinion" to most clients, which then publish; and clients forward the
+        # commenter's request headers as fields, so the commenter controls how many there are.
+        log.warning("akismet comment-check with more than %s form fields: answered true (spam queue) unread", MAX_FIELDS)
+        return _plain("true", {REASON_HEADER: f"more than {MAX_FIELDS} form fields: held as spam, not read"})
     refused = _check_common(form)
     if refused is not None:
         return refused
@@ -521,8 +547,17 @@ def comment_check() -> Response:
     policy = moderator.policy
     if spam_signal(result, policy):
         return _plain("true", {PRO_TIP_HEADER: "discard"} if result["action"] == "reject" else None)
-    if result.get("truncated") and result["action"] != "approve":  # not read whole and not approved:
-        return _plain("true", {REASON_HEADER: "longer than the model's window: held as spam for a moderator"})
+    if result["action"] != "approve":
+        # Not read whole, or not in a language the model reads (policy floors): the model cannot say
+        # it is not spam, and "false" would publish it.
+        language = result.get("language", UNDETERMINED)
+        unread = moderator.conditions(bool(result.get("truncated")), language,
+                                      dominant_script(text) if language == UNDETERMINED else None)
+        if unread:
+            why = {"truncated": "longer than the model's window",
+                   "unsupported_language": f"in a language the model does not read ({language})"}
+            reason = " and ".join(why.get(c, c) for c in unread)
+            return _plain("true", {REASON_HEADER: f"{reason}: held as spam for a moderator"})
     return _plain("false")
 
 
