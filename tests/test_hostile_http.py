@@ -130,6 +130,19 @@ def test_unknown_transfer_coding_is_501_as_rfc_9112_requires(server: Server) -> 
     assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 200
 
 
+def test_a_coding_before_chunked_is_501_not_read_as_the_comment(server: Server) -> None:
+    """gunicorn undoes the chunking of "gzip, chunked" and hands the still-compressed bytes on; the
+    body guard refuses them (501) instead of letting a view read them as the comment."""
+    import gzip
+
+    packed = gzip.compress(json.dumps({"text": "Buy followers at cheap-followers.biz"}).encode())
+    body = f"{len(packed):x}\r\n".encode() + packed + b"\r\n0\r\n\r\n"
+    for coding in ("gzip, chunked", "deflate,chunked"):
+        response = raw(server, request_bytes("POST", "/v1/classify", {**JSON_HEAD, **AUTH, "Transfer-Encoding": coding},
+                                             body), shut_write=True)
+        assert status_of(response) == 501 and b"unsupported_transfer_coding" in response, response[:300]
+
+
 def test_body_shorter_than_content_length_is_a_4xx(server: Server) -> None:
     started = time.monotonic()
     head = request_bytes("POST", "/v1/classify", {**JSON_HEAD, "Content-Length": "100"}, b'{"text": "x')

@@ -88,7 +88,15 @@ class BodyGuard:
         return self.app(environ, start_response)
 
     def _buffer(self, environ: dict[str, Any]) -> None:
-        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        codings = [c.strip() for c in environ.get("HTTP_TRANSFER_ENCODING", "").lower().split(",") if c.strip()]
+        if codings and codings != ["chunked"]:
+            # gunicorn answers 501 itself for most unknown codings, but passes "gzip, chunked" on with
+            # only the chunking undone: the view would read compressed bytes as the comment
+            environ[ERROR_KEY] = (501, "unsupported_transfer_coding",
+                                  f"transfer coding {', '.join(codings)!r} is not implemented; send the body "
+                                  "with Content-Length or Transfer-Encoding: chunked")
+            return
+        chunked = bool(codings)
         raw_length = environ.get("CONTENT_LENGTH", "")
         if not chunked:
             if raw_length in ("", "0"):
