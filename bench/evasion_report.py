@@ -13,9 +13,10 @@ on the same rows, the report gives:
 - kept: the share of variants not approved among the rows whose original was not approved (what
   the disguise failed to win).
 
-With --segments it also prints a what-if for the padding kind: the comment scored whole and in
-overlapping windows, the strictest spam action winning (not what the service does today), with the
-share of long benign-only comments that would be held by it.
+Every comment is decided exactly as the service decides it (modclf.moderator.Moderator: the window,
+long comments also read in segments, sentences with a link or contact read apart, language, the
+policy's floors). With the padding kind it also prints the price of that: the share of long
+benign-only comments (corpus comments joined) that are held.
 
     python bench/evasion_report.py                                  # model/ (trained there if missing)
     python bench/evasion_report.py --model-dir /tmp/m --sample 300 --json /tmp/evasion.json
@@ -29,11 +30,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,14 +42,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from modclf.evasion import KINDS, long_benign, variants  # noqa: E402
-from modclf.labels import LABELS  # noqa: E402
 from modclf.model import DEFAULT_MODEL_DIR, load_artifact  # noqa: E402
-from modclf.policy import ACTIONS, Policy, load_policy  # noqa: E402
+from modclf.moderator import LoadedModel, Moderator  # noqa: E402
+from modclf.policy import load_policy  # noqa: E402
 from modclf.text import normalize_text  # noqa: E402
 
 CORPUS = ROOT / "data" / "comments.csv"
 PADDING_LABELS = ("other", "support")
-SPAM = LABELS.index("spam")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,7 +63,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sample", type=int, default=0, help="disguise this many spam rows, drawn with --seed (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fast", action="store_true", help="score with the fast path (same numbers, compiles on first use)")
-    p.add_argument("--segments", action="store_true", help="also the what-if of scoring long comments in windows")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--examples", type=int, default=0, help="print this many approved variants per kind (stderr)")
     return p.parse_args(argv)
@@ -80,47 +77,6 @@ def ensure_model(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return load_artifact(args.model_dir)
 
 
-def decide(policy: Policy, proba: np.ndarray) -> list[str]:
-    return [policy.decide(dict(zip(LABELS, map(float, p)))) for p in proba]
-
-
-def windows(text: str, width: int = 300, stride: int = 100) -> list[str]:
-    """Overlapping windows of about ``width`` characters, ``stride`` apart, cut between words."""
-    words = [m.span() for m in re.finditer(r"\S+", text)]
-    out, i = [], 0
-    while i < len(words):
-        j = i
-        while j + 1 < len(words) and words[j + 1][1] - words[i][0] <= width:
-            j += 1
-        out.append(text[words[i][0]:words[j][1]])
-        if j == len(words) - 1:
-            break
-        k = i + 1
-        while k < len(words) and words[k][0] - words[i][0] < stride:
-            k += 1
-        i = k
-    return out
-
-
-def segment_actions(predictor, policy: Policy, texts: Sequence[str],  # type: ignore[no-untyped-def]
-                    longer_than: int = 1200) -> list[str]:
-    """What-if: a comment longer than ``longer_than`` also scored in windows; a window that the
-    model calls spam (top label, or p(spam) at a spam escalation) makes the action at least that
-    window's action."""
-    severity = {a: i for i, a in enumerate(ACTIONS)}
-    escalation = min([e.at_least for e in policy.escalations if e.label == "spam"], default=1.0)
-    actions = decide(policy, np.asarray(predictor.predict_proba(list(texts))))
-    for n, text in enumerate(texts):
-        if len(text) <= longer_than:
-            continue
-        proba = np.asarray(predictor.predict_proba(windows(text)))
-        spammy = (proba.argmax(axis=1) == SPAM) | (proba[:, SPAM] >= escalation)
-        for action in decide(policy, proba[spammy]):
-            if severity[action] > severity[actions[n]]:
-                actions[n] = action
-    return actions
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
@@ -130,12 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     artifact = ensure_model(args)
     policy = load_policy(args.policy)
-    if args.fast:
-        from modclf.fast import FastPredictor
-
-        predictor = FastPredictor.from_artifact(artifact)
-    else:
-        predictor = artifact
+    # decided exactly as the service decides: window, segments, link sentences, language, policy floors
+    moderator = Moderator(LoadedModel.from_artifact(artifact, args.model_dir, fast=args.fast), policy)
     corpus = pd.read_csv(args.data, dtype=str, keep_default_na=False)
     spam = corpus.loc[corpus["label"] == "spam", "text"].tolist()
     benign = corpus.loc[corpus["label"].isin(PADDING_LABELS), "text"].tolist()
@@ -149,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     orig_norm = {row: normalize_text(text) for row, text in originals}
 
     def judge(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        proba = np.asarray(predictor.predict_proba(texts))
-        return proba.argmax(axis=1) == SPAM, np.asarray([a != "approve" for a in decide(policy, proba)])
+        verdicts = moderator.classify(texts)
+        return np.asarray([v.label == "spam" for v in verdicts]), np.asarray([v.action != "approve" for v in verdicts])
 
     o_spam, o_blocked = judge([text for _, text in originals])
     v_spam, v_blocked = judge([v.text for v in generated])
@@ -185,24 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"model": artifact.version, "model_dir": str(args.model_dir), "policy": policy.source,
                "corpus": str(args.data), "corpus_rows": len(corpus), "seed": args.seed, "rows": len(originals),
                "results": results}
-    if args.segments and "padding" in kinds:
-        padded = [v for v in generated if v.kind == "padding"]
-        o = np.asarray([orig_index[v.row] for v in padded])
-        caught = o_blocked[o]
-        seg = np.asarray([a != "approve" for a in segment_actions(predictor, policy, [v.text for v in padded])])
-        control = long_benign(benign, min(300, len(padded)), seed=args.seed)
-        held_whole = np.asarray([a != "approve" for a in decide(policy, np.asarray(predictor.predict_proba(control)))])
-        held_seg = np.asarray([a != "approve" for a in segment_actions(predictor, policy, control)])
-        payload["segments_what_if"] = {"padding_kept_whole": float(v_blocked[[i for i, v in enumerate(generated)
-                                                                              if v.kind == "padding"]][caught].mean()),
-                                       "padding_kept_segments": float(seg[caught].mean()),
-                                       "long_benign": len(control), "long_benign_held_whole": float(held_whole.mean()),
-                                       "long_benign_held_segments": float(held_seg.mean())}
-        w = payload["segments_what_if"]
-        print(f"\nwhat-if, padding scored whole and in 300-character windows (strictest spam action wins; not "
-              f"what the service does): kept {w['padding_kept_whole']:.3f} -> {w['padding_kept_segments']:.3f}; "
-              f"long benign-only comments (n={w['long_benign']}) held {w['long_benign_held_whole']:.3f} -> "
-              f"{w['long_benign_held_segments']:.3f}")
+    if "padding" in kinds:
+        # the price of reading long comments in segments and link sentences apart: benign-only ones held
+        control = long_benign(benign, min(300, max(1, sum(v.kind == "padding" for v in generated))), seed=args.seed)
+        held = float(judge(control)[1].mean())
+        payload["long_benign"] = {"n": len(control), "held": held}
+        print(f"\nlong benign-only comments (corpus other/support comments joined to 1,000-9,000 characters, "
+              f"n={len(control)}): held {held:.3f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2) + "\n")

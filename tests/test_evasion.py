@@ -5,10 +5,11 @@ Greek, accented text, lists of numbers, English that mentions a dot). The model 
 seeded sample of the corpus's spam with modclf.evasion, exactly as bench/evasion_report.py does
 over the whole corpus, and check that the policy still does not approve them.
 
-Measured with bench/evasion_report.py on all 1,593 spam rows of the corpus (14,143 rows, policy.yaml):
-the share of variants not approved among those whose original is not approved is 0.999-1.000 for
-every kind except padding (read whole: 0.014; the Moderator also reads long comments in segments,
-which holds most of them; before the disguises were undone: 0.80 for look-alikes and enclosed
+Measured with bench/evasion_report.py on all 2,187 spam rows of the corpus (20,974 rows, policy.yaml),
+every comment decided as the service decides it: the share of variants not approved among those
+whose original is not approved is 1.000 for every kind except padding, 0.893 (read whole: 0.014;
+the Moderator also reads long comments in segments and sentences with a link or contact on their
+own, which holds most of them; before the disguises were undone: 0.80 for look-alikes and enclosed
 letters, 0.92-0.99 for the others). The thresholds below
 leave room for a different sample and corpus.
 """
