@@ -28,6 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             j += 1
         rest = args[:i] + args[j:]
         return modclf_main(["eval", *files, *rest])
+    if "-h" in args or "--help" in args:  # argparse names the subcommand it runs: say what this script adds
+        print("train.py = `modclf train` (options below); `python train.py --eval FILE...` = `modclf eval FILE...`"
+              " (options: `modclf eval --help`)\n")
     return modclf_main(["train", *args])
 
 

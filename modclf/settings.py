@@ -252,8 +252,15 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         except ConfigError as exc:
             raise ConfigError(f"invalid setting ({origin}) {exc}") from None
     for variable in unknown_environment(environ):
-        log.warning("unknown environment variable %s ignored: see `modclf --help` for the settings", variable)
+        if variable not in _WARNED:  # settings are read several times per process (server, app, workers)
+            _WARNED.add(variable)
+            log.warning("unknown environment variable %s ignored (the settings are the fields of "
+                        "modclf.settings.Settings, listed in the README's Service section)", variable)
     return replace(Settings(), **converted)
+
+
+#: unknown variables already reported by this process
+_WARNED: set[str] = set()
 
 
 __all__ = ["Settings", "load_settings", "unknown_environment", "SHIPPED_POLICY", "FIELDS"]
