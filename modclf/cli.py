@@ -45,6 +45,17 @@ def _positive(value: str) -> int:
     return number
 
 
+def _port(value: str) -> int:
+    """A TCP port, checked here: gunicorn's own report of an impossible one is a traceback."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {number}")
+    return number
+
+
 def _workers(value: str) -> int:
     """``auto`` (0: every core) or a positive number."""
     return 0 if value == "auto" else _positive(value)
@@ -165,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     policy(p)
     p.add_argument("--bind", default=None, help="address to listen on (default: $MODCLF_BIND or 127.0.0.1:8000)")
     p.add_argument("--host", default=None, help="interface to listen on (with --port; overrides --bind)")
-    p.add_argument("--port", type=int, default=None, help="TCP port (with --host; overrides --bind)")
+    p.add_argument("--port", type=_port, default=None, help="TCP port (with --host; overrides --bind)")
     p.add_argument("--workers", type=_workers, default=None,
                    help="worker processes, or auto: one per CPU for gevent workers, 2 x CPUs + 1 for sync/gthread "
                         "(default: $MODCLF_WORKERS or auto)")
@@ -320,18 +331,41 @@ def _feedback_export(args: argparse.Namespace) -> int:
     settings = _settings(args, feedback_db=args.feedback_db)
     from .feedback import FeedbackStore, iter_csv
 
-    store = FeedbackStore(settings.feedback_db)
+    output = None if args.output == "-" else Path(args.output)
+    if output is not None:
+        _check_export_output(output)
+    # an export only reads: a mistyped URL or a run in the wrong directory is an error, not a new empty store
+    store = FeedbackStore(settings.feedback_db, create=False)
+    store.check()
     chunks = iter_csv(store.iter_decisions())
-    if args.output == "-":
+    if output is None:
         for chunk in chunks:
             sys.stdout.write(chunk)
         sys.stdout.flush()
         return 0
     from .atomic import atomic_write_bytes
 
-    atomic_write_bytes(Path(args.output), "".join(chunks).encode("utf-8"))
+    data = "".join(chunks).encode("utf-8")
+    try:
+        atomic_write_bytes(output, data)
+    except OSError as exc:
+        raise ConfigError(f"{output}: cannot write: {exc.strerror or exc}") from None
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
+
+
+def _check_export_output(output: Path) -> None:
+    """Refuse an output the export cannot write before the store is read, with the messages of
+    ``modclf score``; a missing directory is refused too (not created), as befits a read-only command."""
+    if output.is_dir():
+        raise ConfigError(f"{output}: is a directory; give the output file's name")
+    for above in (output.parent, *output.parent.parents):
+        if above.exists() and not above.is_dir():
+            raise ConfigError(f"{output}: {above} is a file, not a directory")
+    if not output.parent.is_dir():
+        raise ConfigError(f"{output}: the directory {output.parent} does not exist")
+    if not os.access(output.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{output}: the directory {output.parent} is not writable")
 
 
 # -- entry point --------------------------------------------------------------------------------------
@@ -344,7 +378,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = args.log_level or ("INFO" if args.command == "serve" else "WARNING")
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.run(args))
+        status = int(args.run(args))
+        sys.stdout.flush()  # a reader that went away (| head) shows here, not at the interpreter's exit
+        return status
+    except BrokenPipeError:
+        # The reader of stdout closed it: stop quietly, as Python's docs advise for a CLI
+        # (library/signal.html, note on SIGPIPE): stdout goes to /dev/null so that the flush at
+        # exit raises nothing more, and the status is 1, Python's own for EPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 1
     except ModclfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

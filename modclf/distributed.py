@@ -124,7 +124,14 @@ def score_dask(
     start = time.perf_counter()
     cluster = None
     if scheduler:
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler)  # waits distributed.comm.timeouts.connect (30 s) for it
+        except (OSError, TimeoutError) as exc:  # refused, unreachable, timed out, no such host
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ScoringError(f"cannot reach the Dask scheduler at {scheduler}: {detail}") from None
+        except ValueError as exc:  # a malformed address ("unknown address scheme")
+            raise ScoringError(f"--scheduler {scheduler!r}: not a Dask scheduler address ({exc}); "
+                               "e.g. tcp://10.0.0.5:8786") from None
     else:
         cluster = LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
                                host="127.0.0.1", dashboard_address=None, processes=True)
@@ -133,11 +140,13 @@ def score_dask(
         if in_fmt == "csv":
             # CSV is not split by bytes: a quoted comment may contain newlines, and a split inside one
             # breaks parsing. One partition per file; use several files, JSON Lines or Parquet to scale.
-            ddf = dd.read_csv(source, dtype=str, keep_default_na=False, na_values=[], blocksize=None)
+            # A blank line is a row (an empty comment in a one-column CSV), as in local scoring.
+            ddf = dd.read_csv(source, dtype=str, keep_default_na=False, na_values=[], blocksize=None,
+                              skip_blank_lines=False)
         elif in_fmt == "jsonl":
             ddf = dd.read_json(source, lines=True, orient="records", blocksize=partition_size, dtype=False)
         else:
-            ddf = dd.read_parquet(source)
+            ddf = _read_parquet(source)
         if text_column not in ddf.columns:
             raise ScoringError(f"{input_path}: no column {text_column!r} (columns: {', '.join(map(str, ddf.columns))})")
         clash = [prefix + c for c in RESULT_COLUMNS if prefix + c in ddf.columns]
@@ -177,6 +186,48 @@ def score_dask(
             cluster.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _parquet_pieces(source: str) -> list[tuple[str, int | None]]:
+    """(file, row group) of every row group of the input files, in order; (file, None) for a file
+    without row groups (an empty table still gives the schema)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pieces: list[tuple[str, int | None]] = []
+    for name in sorted(glob.glob(source)):
+        if Path(name).name.startswith((".", "_")):
+            continue
+        try:
+            groups = pq.ParquetFile(name).num_row_groups
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ScoringError(f"{name}: not a readable Parquet file: {exc}") from None
+        pieces.extend([(name, g) for g in range(groups)] or [(name, None)])
+    return pieces
+
+
+def _read_parquet_piece(piece: tuple[str, int | None]) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    from .scoring import parquet_frame
+
+    name, group = piece
+    pf = pq.ParquetFile(name)
+    table = pf.schema_arrow.empty_table() if group is None else pf.read_row_group(group)
+    return parquet_frame(table, name)
+
+
+def _read_parquet(source: str) -> Any:
+    """Parquet input, one partition per row group, read by the local reader's own conversion
+    (:func:`modclf.scoring.parquet_frame`), so that a stored pandas index is a column here too
+    (``dd.read_parquet`` drops an unnamed one and fails on a MultiIndex)."""
+    import dask.dataframe as dd
+
+    pieces = _parquet_pieces(source)
+    if not pieces:
+        raise ScoringError(f"{source}: no input files found")
+    meta = _read_parquet_piece((pieces[0][0], None))
+    return dd.from_map(_read_parquet_piece, pieces, meta=meta, enforce_metadata=False)
 
 
 def _part_name(i: int) -> str:

@@ -112,8 +112,12 @@ def _utc(value: _dt.datetime) -> _dt.datetime:
 class FeedbackStore:
     """Decisions in a SQL database. Thread-safe; safe across fork (one engine per process)."""
 
-    def __init__(self, url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT, durable: bool = True):
+    def __init__(self, url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT, durable: bool = True,
+                 create: bool = True):
         self.busy_timeout = busy_timeout
+        #: create a missing SQLite file (and its directory) and the tables on first use; False for a
+        #: reader (``modclf feedback export``), which must not leave an empty store behind a wrong URL
+        self.create = create
         #: SQLite: synchronous=FULL (a commit is on disk before it returns) when durable, else NORMAL
         #: (in WAL mode a commit survives a crash of the process, not of the machine, and costs no fsync)
         self.durable = durable
@@ -145,7 +149,10 @@ class FeedbackStore:
     def _make_engine(self) -> Engine:
         if self.is_sqlite:
             path = self.sqlite_path()
-            if path is not None:
+            if path is not None and not self.create and not path.is_file():
+                raise FeedbackError(f"no feedback store at {path} ({self.url}); check --feedback-db or "
+                                    "$MODCLF_FEEDBACK_DB")
+            if path is not None and self.create:
                 path.parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(self._url, connect_args={"timeout": self.busy_timeout})
 
@@ -166,6 +173,8 @@ class FeedbackStore:
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
         else:
             engine = create_engine(self._url, pool_pre_ping=True)
+        if not self.create:
+            return engine
         try:
             _create_tables(engine)
         except (OperationalError, ProgrammingError):

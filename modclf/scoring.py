@@ -60,6 +60,8 @@ DEFAULT_CHUNK_SIZE = 10_000
 #: A chunk with at least this many rows is split between the workers, so that even an input of
 #: one chunk keeps every core busy (below it, the extra tasks cost more than they save).
 SHARE_MIN_ROWS = 500
+#: Recorded in a run's manifest: --resume keeps only parts whose chunks were read the same way.
+READER_VERSION = 2
 #: ``workers`` value meaning one worker process per core this process may run on (fewer for a small input).
 AUTO_WORKERS = 0
 #: With ``workers="auto"``, one worker per this many bytes of input, up to one per core: each
@@ -114,14 +116,19 @@ def _iter_csv(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     import pandas as pd
 
     _check_utf8(path)  # before any chunk: a bad byte near the end must not cost a scored file
-    header = _check_header(path)
+    header, blank_lines_above = _check_header(path)
     try:
         # index_col=False: a first row longer than the header is an error below, not silently read
-        # as an index that shifts every field; pandas only warns about it, so the warning is raised
+        # as an index that shifts every field; pandas only warns about it, so the warning is raised.
+        # skip_blank_lines=False: in a one-column CSV an empty comment is an empty line, so a blank
+        # line is a row (empty text, kept with its error) and output rows == data lines; blank lines
+        # above the header are not rows and are skipped. A final line terminator ends the last row
+        # and makes none.
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
             reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], chunksize=chunk_size,
-                                 encoding="utf-8", encoding_errors="strict", index_col=False)
+                                 encoding="utf-8", encoding_errors="strict", index_col=False,
+                                 skip_blank_lines=False, skiprows=blank_lines_above)
         while True:
             with warnings.catch_warnings():  # not held across the yield: the filter is process-wide
                 warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -137,7 +144,8 @@ def _iter_csv(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
         raise ScoringError(f"{path}: the file is empty (a CSV needs at least a header row)") from None
     except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
         # pandas counts records, not lines, in its message; the csv module finds the physical line
-        raise ScoringError(f"{path}: malformed CSV: {_long_row(path) or exc}") from None
+        where = _unclosed_quote(path) if "EOF inside string" in str(exc) else _long_row(path)
+        raise ScoringError(f"{path}: malformed CSV: {where or exc}") from None
 
 
 def _check_utf8(path: Path, block: int = 1 << 23) -> None:
@@ -173,28 +181,60 @@ def _csv_reader(fh: Any) -> Any:
     return csv.reader(fh)
 
 
-def _check_header(path: Path) -> list[str]:
-    """The header as written. A column named twice would be renamed by pandas ("text.1"): the
-    output's header would not be the input's, so it is an error."""
+def _check_header(path: Path) -> tuple[list[str], int]:
+    """The header as written, and how many blank lines are above it. A column named twice would be
+    renamed by pandas ("text.1"): the output's header would not be the input's, so it is an error."""
     with open(path, newline="", encoding="utf-8-sig") as fh:
-        header = next(_csv_reader(fh), [])
+        reader = _csv_reader(fh)
+        header: list[str] = []
+        blank_above = 0  # lines, not line_num - 1: a quoted header field may span lines
+        for header in reader:
+            if header:
+                break
+            blank_above = reader.line_num
     seen: set[str] = set()
     for name in header:
         if name in seen:
-            raise ScoringError(f"{path}: line 1: column {name!r} appears more than once in the header")
+            raise ScoringError(f"{path}: line {blank_above + 1}: column {name!r} appears more than once in the header")
         seen.add(name)
-    return header
+    return header, blank_above
 
 
 def _long_row(path: Path) -> str | None:
     """Where a CSV first has a row with more fields than its header (only called on that error)."""
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
         reader = _csv_reader(fh)
-        header = next(reader, [])
+        header: list[str] = []
+        for header in reader:
+            if header:  # blank lines above the header are skipped, as the reader skips them
+                break
         for row in reader:
             if len(row) > len(header):
                 return f"line {reader.line_num}: expected {len(header)} fields (the header's), saw {len(row)}"
     return None
+
+
+def _unclosed_quote(path: Path) -> str | None:
+    """Where the quoted field that runs to the end of the file opens (only called on pandas' "EOF
+    inside string", whose "row" counts records, not lines). The unclosed field is the last row's
+    last field and holds the rest of the file, so its line is the file's last line minus the line
+    breaks inside it."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+        reader = _csv_reader(fh)
+        row: list[str] = []
+        try:
+            for row in reader:
+                pass
+        except csv.Error:  # pragma: no cover - the non-strict reader takes the rest of the file as the field
+            return None
+        if not row:
+            return None
+        field = row[-1]
+        opens = reader.line_num - field.count("\n") + (1 if field.endswith("\n") else 0)
+    return (f"line {opens}: a quoted field opens here and is never closed (a missing closing quote, "
+            "so the rest of the file would be read as one comment)")
 
 
 def _iter_jsonl(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
@@ -256,7 +296,26 @@ def _iter_parquet(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     except (pa.ArrowInvalid, OSError) as exc:
         raise ScoringError(f"{path}: not a readable Parquet file: {exc}") from None
     for batch in pf.iter_batches(batch_size=chunk_size):
-        yield batch.to_pandas(integer_object_nulls=True)  # an int64 id with a null stays exact, not a float
+        yield parquet_frame(batch, path)
+
+
+def parquet_frame(data: pa.RecordBatch | pa.Table, path: str | Path) -> pd.DataFrame:
+    """A Parquet batch as a DataFrame with every column of the file (the local and the Dask reader).
+
+    A pandas index stored in the file (``to_parquet``'s default for any index but a plain
+    RangeIndex) is data, such as a comment id: it becomes an ordinary column, first, named as in
+    the file (``__index_level_0__`` when it had no name), instead of an index that writing drops.
+    A RangeIndex kept as metadata only is no column of the file and stays out."""
+    stored = [c for c in (data.schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
+    df = data.to_pandas(integer_object_nulls=True)  # an int64 id with a null stays exact, not a float
+    if not stored:
+        return df.reset_index(drop=True)
+    clash = [c for c in stored if c in df.columns]
+    if clash:
+        raise ScoringError(f"{path}: the stored index {clash[0]!r} has the name of a column; rename one of them")
+    df = df.reset_index()
+    df.columns = [*stored, *df.columns[len(stored):]]
+    return df
 
 
 def iter_chunks(path: str | Path, fmt: str, chunk_size: int) -> Iterator[pd.DataFrame]:
@@ -836,6 +895,9 @@ def _run(pool: _Workers, start: float, input_path: Path, output_path: Path, in_f
         "text_column": text_column,
         "prefix": prefix,
         "fast_path": pool.fast,  # --slow gives the same labels but not the same last digits
+        # how the input is read into rows and columns (2: CSV blank lines are rows, a Parquet file's
+        # stored index is a column); parts of a run that read it otherwise are not resumed
+        "reader": READER_VERSION,
         **identity,
     }
     parts_dir = output_path.with_name(output_path.name + ".parts")

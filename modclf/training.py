@@ -228,6 +228,8 @@ def evaluate(
     artifact: ModelArtifact = load_artifact(model_dir)
     policy = load_policy(policy_path if policy_path is not None else default_policy_path())
     df = read_labeled(eval_path)
+    if df.empty:  # the metrics below need at least one comment (scikit-learn's error is a traceback)
+        raise DataError(f"{eval_path}: no data rows (only a header); nothing to evaluate")
     y_true = df["label"].tolist()
     # decided exactly as the service decides: the Moderator's window, language and policy floors
     from .moderator import LoadedModel, Moderator

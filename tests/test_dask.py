@@ -78,3 +78,30 @@ def test_dask_csv_output_and_missing_column(tmp_path: Path, model_dir: Path, clu
                            cluster.scheduler_address, "--model-dir", str(model_dir), "--text-column", "body"])
     assert code == 2 and "no column 'body'" in capsys.readouterr().err
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path: Path, model_dir: Path, comments: Path, capsys) -> None:
+    import dask
+    import distributed  # noqa: F401 - its config defaults first: leaving the block below restores the config
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):  # nothing listens on 8119
+        code = score_cli.main([str(comments), "-o", str(tmp_path / "out"), "--engine", "dask", "--scheduler",
+                               "tcp://127.0.0.1:8119", "--model-dir", str(model_dir)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:8119: ")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_dask_keeps_a_stored_parquet_index_and_csv_blank_lines(tmp_path: Path, model_dir: Path, cluster) -> None:
+    pd.DataFrame({"text": ["hi", "thanks", "ok"]}, index=pd.Index(["a", "b", "c"], name="cid")).to_parquet(
+        tmp_path / "named.parquet")
+    pd.DataFrame({"text": ["hi", "thanks"]}, index=["x", "y"]).to_parquet(tmp_path / "unnamed.parquet")
+    (tmp_path / "blank.csv").write_text("text\nhello\n\nthanks\n")
+    args = ["--engine", "dask", "--scheduler", cluster.scheduler_address, "--model-dir", str(model_dir)]
+    for name in ("named.parquet", "unnamed.parquet", "blank.csv"):
+        assert score_cli.main([str(tmp_path / name), "-o", str(tmp_path / f"{name}.out"), *args]) == 0
+    assert pd.read_parquet(tmp_path / "named.parquet.out")["cid"].tolist() == ["a", "b", "c"]
+    assert pd.read_parquet(tmp_path / "unnamed.parquet.out")["__index_level_0__"].tolist() == ["x", "y"]
+    blank = pd.read_parquet(tmp_path / "blank.csv.out")
+    assert blank["text"].tolist() == ["hello", "", "thanks"] and blank["error"].tolist() == ["", "empty text", ""]

@@ -302,3 +302,14 @@ def test_eval_command_prints_the_sweep(small_model: tuple[Path, Path], labeled_w
     out = capsys.readouterr().out
     assert status == 0 and "escalation on p(spam) moved" in out and "*0.15" in out  # the shipped policy's 0.15
     assert "spam approved" in out
+
+
+def test_eval_of_a_file_with_only_a_header_is_a_one_line_error(small_model: tuple[Path, Path], tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from modclf.cli import main
+
+    _, model_dir = small_model
+    (tmp_path / "hdr.csv").write_text("text,label\n")
+    assert main(["eval", "--no-record", "--model-dir", str(model_dir), str(tmp_path / "hdr.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {tmp_path / 'hdr.csv'}: no data rows (only a header); nothing to evaluate\n"

@@ -210,3 +210,38 @@ def test_default_store_is_not_created_by_merely_starting(model_dir: Path, tmp_pa
         app = create_app({"model_dir": str(model_dir)})
     assert app.extensions["modclf_feedback"].url == DEFAULT_FEEDBACK_DB
     assert not (tmp_path / "feedback.db").exists()
+
+
+# -- modclf feedback export: a read-only command ------------------------------------------------------
+
+
+def test_export_refuses_a_sqlite_store_that_does_not_exist_and_creates_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from modclf.cli import main
+
+    missing = tmp_path / "nonexistent" / "dir" / "x.db"
+    assert main(["feedback", "export", "--feedback-db", f"sqlite:///{missing}"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: no feedback store at {missing} ")
+    assert not (tmp_path / "nonexistent").exists()
+    # the default store (./feedback.db) in a directory that has none
+    for name in ("MODCLF_FEEDBACK_DB", "MODCLF_SETTINGS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["feedback", "export"]) == 2
+    assert capsys.readouterr().err.startswith("error: no feedback store at feedback.db ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_into_a_missing_directory_is_an_error(store: FeedbackStore, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from modclf.cli import main
+
+    store.record("c1", TRICKY, "support", "mod:ann")
+    db = ["--feedback-db", f"sqlite:///{tmp_path / 'fb.db'}"]
+    out = tmp_path / "missing" / "x.csv"
+    assert main(["feedback", "export", "-o", str(out), *db]) == 2
+    assert capsys.readouterr().err == f"error: {out}: the directory {out.parent} does not exist\n"
+    assert not out.parent.exists()
+    assert main(["feedback", "export", "-o", str(tmp_path / "x.csv"), *db]) == 0  # an existing store exports
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "x.csv").read_text(encoding="utf-8"), newline="")))
+    assert [(r["id"], r["text"], r["label"]) for r in rows] == [("c1", TRICKY, "support")]

@@ -473,3 +473,98 @@ def test_workers_end_with_a_killed_parent(tmp_path: Path, model_dir: Path) -> No
     while time.time() < deadline and any(map(alive, children)):
         time.sleep(0.1)
     assert [c for c in children if alive(c)] == [], "workers outlived their killed parent"
+
+
+# -- every input row and column is kept (Parquet index, CSV blank lines) ------------------------------
+
+
+def _crash_after(monkeypatch, n: int) -> None:
+    real, calls = scoring._write_scored_chunk, {"n": 0}
+
+    def crash(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > n:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "_write_scored_chunk", crash)
+
+
+def test_a_stored_parquet_index_is_an_output_column(tmp_path: Path, model_dir: Path) -> None:
+    texts = ["hi", "thanks", "is the road open?", "www.spam.example buy now"]
+    named = pd.DataFrame({"text": texts}, index=pd.Index(["a", "b", "c", "d"], name="cid"))
+    named.to_parquet(tmp_path / "named.parquet")
+    pd.DataFrame({"text": texts}, index=["w", "x", "y", "z"]).to_parquet(tmp_path / "unnamed.parquet")
+    pd.DataFrame({"text": texts}).to_parquet(tmp_path / "range.parquet")  # a RangeIndex: metadata only
+    multi = pd.MultiIndex.from_tuples([(1, "p"), (2, "q"), (3, "r"), (4, "s")], names=["thread", None])
+    pd.DataFrame({"text": texts}, index=multi).to_parquet(tmp_path / "multi.parquet")
+
+    score_file(tmp_path / "named.parquet", tmp_path / "named.out.parquet", model_dir, chunk_size=3)
+    out = pd.read_parquet(tmp_path / "named.out.parquet")
+    assert list(out.columns[:2]) == ["cid", "text"] and out["cid"].tolist() == ["a", "b", "c", "d"]
+    score_file(tmp_path / "unnamed.parquet", tmp_path / "unnamed.out.csv", model_dir)
+    out = pd.read_csv(tmp_path / "unnamed.out.csv", dtype=str, keep_default_na=False)
+    assert out["__index_level_0__"].tolist() == ["w", "x", "y", "z"] and out["text"].tolist() == texts
+    read = lambda name: pd.concat(scoring.iter_chunks(tmp_path / name, "parquet", 3))  # noqa: E731
+    assert list(read("range.parquet").columns) == ["text"]
+    assert read("multi.parquet")[["thread", "__index_level_1__"]].values.tolist() == [[1, "p"], [2, "q"], [3, "r"], [4, "s"]]
+
+
+def test_resume_keeps_no_part_read_by_another_reader(tmp_path: Path, model_dir: Path, monkeypatch) -> None:
+    pd.DataFrame({"text": [f"comment {i}" for i in range(6)]},
+                 index=pd.Index([f"c{i}" for i in range(6)], name="cid")).to_parquet(tmp_path / "in.parquet")
+    _crash_after(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        score_file(tmp_path / "in.parquet", tmp_path / "out.parquet", model_dir, chunk_size=2)
+    monkeypatch.undo()
+    manifest = tmp_path / "out.parquet.parts" / "manifest.json"
+    run = json.loads(manifest.read_text())
+    assert run["run"]["reader"] == scoring.READER_VERSION
+    run["run"]["reader"] = 1  # a part written before the index was kept lacks the cid column
+    manifest.write_text(json.dumps(run))
+    summary = score_file(tmp_path / "in.parquet", tmp_path / "out.parquet", model_dir, chunk_size=2, resume=True)
+    assert summary.chunks_resumed == 0 and summary.rows == 6
+    assert pd.read_parquet(tmp_path / "out.parquet")["cid"].tolist() == [f"c{i}" for i in range(6)]
+
+
+def test_csv_blank_lines_are_rows_and_a_final_newline_is_not(tmp_path: Path, model_dir: Path, monkeypatch) -> None:
+    src = tmp_path / "in.csv"
+    src.write_bytes(b"\n\ntext\nhello\n\nthanks\n\n\nok\n")  # blank lines above the header are not rows
+    summary = score_file(src, tmp_path / "full.csv", model_dir, chunk_size=2)
+    assert (summary.rows, summary.scored, dict(summary.errors)) == (6, 3, {"empty text": 3})
+    out = pd.read_csv(tmp_path / "full.csv", dtype=str, keep_default_na=False)
+    assert out["text"].tolist() == ["hello", "", "thanks", "", "", "ok"]
+    assert out["error"].tolist() == ["", "empty text", "", "empty text", "empty text", ""]
+    # a resumed run cuts the chunks where the first run did
+    _crash_after(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        score_file(src, tmp_path / "out.csv", model_dir, chunk_size=2)
+    monkeypatch.undo()
+    summary = score_file(src, tmp_path / "out.csv", model_dir, chunk_size=2, resume=True)
+    assert summary.chunks_resumed == 1 and summary.rows == 6
+    assert (tmp_path / "out.csv").read_bytes() == (tmp_path / "full.csv").read_bytes()
+
+
+def test_csv_blank_lines_keep_line_numbers_and_crlf(tmp_path: Path) -> None:
+    src = tmp_path / "crlf.csv"
+    src.write_bytes(b"id,text\r\n1,a\r\n\r\n2,b\r\n")
+    rows = pd.concat(scoring.iter_chunks(src, "csv", 2))
+    assert rows.values.tolist() == [["1", "a"], ["", ""], ["2", "b"]]
+    src.write_text('\n"multi\nline",text\n1,a\n')  # blank lines above are counted in lines, not records
+    assert pd.concat(scoring.iter_chunks(src, "csv", 2)).to_dict("records") == [{"multi\nline": "1", "text": "a"}]
+    src.write_text("\nid,text\n1,a\n\n\n2,b,extra\n")
+    with pytest.raises(ScoringError, match=r"malformed CSV: line 6: expected 2 fields \(the header's\), saw 3"):
+        list(scoring.iter_chunks(src, "csv", 2))
+
+
+@pytest.mark.parametrize("content, line", [
+    ('id,text\n1,"unterminated quote\n2,ok\n', 2),
+    ('id,text\n1,"unterminated quote\n2,ok', 2),
+    ('id,text,x\n1,"two\nlines",x\n2,"open\nmore\n\nrest\n', 4),  # a closed multi-line field comes first
+])
+def test_an_unclosed_quote_names_the_file_and_the_line_it_opens_on(tmp_path: Path, content: str, line: int) -> None:
+    src = tmp_path / "q.csv"
+    src.write_text(content)
+    with pytest.raises(ScoringError) as err:
+        list(scoring.iter_chunks(src, "csv", 1))
+    assert str(err.value).startswith(f"{src}: malformed CSV: line {line}: a quoted field opens here and is never closed")

@@ -1,0 +1,44 @@
+"""The modclf command line itself: argument checks and how it ends (tests of each command's work are
+with the module it runs: test_scoring, test_evaluation, test_feedback, ...)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modclf.cli import build_parser
+
+from .conftest import ROOT
+
+
+@pytest.mark.parametrize("port, message", [
+    ("99999", "must be a port number from 1 to 65535, got 99999"),
+    ("0", "must be a port number from 1 to 65535, got 0"),
+    ("-1", "must be a port number from 1 to 65535, got -1"),
+    ("http", "not a port number: 'http'"),
+])
+def test_serve_refuses_an_impossible_port(port: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["serve", f"--port={port}"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"modclf serve: error: argument --port: {message}"
+    assert build_parser().parse_args(["serve", "--port", "65535"]).port == 65535
+
+
+def test_a_closed_stdout_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`modclf ... | head -1`: the reader closes the pipe; no BrokenPipeError traceback, status 1."""
+    from modclf.feedback import FeedbackStore
+
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}", durable=False)
+    store.record("c1", "a comment", "support", "test")
+    store.close()
+    proc = subprocess.Popen([sys.executable, "-m", "modclf", "feedback", "export", "--feedback-db",
+                             f"sqlite:///{tmp_path / 'fb.db'}"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the command writes: its first write meets a pipe without a reader
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert err == ""
