@@ -139,11 +139,16 @@ def main(argv: list[str] | None = None) -> int:
                "results": results}
     if "padding" in kinds:
         # the price of reading long comments in segments and link sentences apart: benign-only ones held
-        control = long_benign(benign, min(300, max(1, sum(v.kind == "padding" for v in generated))), seed=args.seed)
+        # joined from comments in a language the policy trusts: a comment with a part in another one is
+        # held for that (modclf.language.foreign_stretch), which is not what this measures
+        from modclf.language import UNDETERMINED, detect
+
+        readable = [t for t in benign if detect(t).lang in moderator.trusted_languages | {UNDETERMINED}]
+        control = long_benign(readable, min(300, max(1, sum(v.kind == "padding" for v in generated))), seed=args.seed)
         held = float(judge(control)[1].mean())
         payload["long_benign"] = {"n": len(control), "held": held}
-        print(f"\nlong benign-only comments (corpus other/support comments joined to 1,000-9,000 characters, "
-              f"n={len(control)}): held {held:.3f}")
+        print(f"\nlong benign-only comments (corpus other/support comments in trusted languages joined to "
+              f"1,000-9,000 characters, n={len(control)}): held {held:.3f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2) + "\n")

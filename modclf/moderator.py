@@ -158,6 +158,9 @@ class Prediction(NamedTuple):
     #: per text with a link or contact cue in part of it: the probabilities of its most spam-like
     #: cue stretch (:func:`modclf.window.cue_stretches`), else None
     cue_segments: list[np.ndarray | None] | None = None
+    #: the text each prediction read (its window), for checks made only when a comment would be
+    #: approved (:func:`modclf.language.foreign_stretch`)
+    texts: list[str] | None = None
 
 
 class LoadedModel:
@@ -378,7 +381,8 @@ class Moderator:
             languages.append(detection.lang if detection.reliable else UNDETERMINED)
             scripts.append(None if detection.reliable else dominant_script(w.text))
         segments, cues = self._spam_segments([w.text for w in windows])
-        return Prediction(proba, [w.truncated for w in windows], languages, segments, scripts, cues)
+        return Prediction(proba, [w.truncated for w in windows], languages, segments, scripts, cues,
+                          [w.text for w in windows])
 
     def _spam_segments(self, texts: Sequence[str]) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
         """For each text, the probabilities of its most spam-like fixed segment (texts longer than
@@ -428,9 +432,10 @@ class Moderator:
         segments = prediction.spam_segments or [None] * len(proba)
         scripts = prediction.scripts or [None] * len(proba)
         cues = prediction.cue_segments or [None] * len(proba)
+        texts = prediction.texts or [None] * len(proba)
         out = []
-        for row, cut, language, segment, script, cue in zip(proba, prediction.truncated, prediction.languages,
-                                                            segments, scripts, cues):
+        for row, cut, language, segment, script, cue, text in zip(proba, prediction.truncated, prediction.languages,
+                                                                  segments, scripts, cues, texts):
             conditions = self.conditions(cut, language, script)
             label, confidence, probabilities, action = self._reading(row, conditions)
             if segment is not None and self._spam_signal(segment):
@@ -442,9 +447,22 @@ class Moderator:
                 # the comment for a moderator, it never rejects it (CUE_ACTION)
                 label, confidence, probabilities, _ = self._reading(cue, conditions)
                 action = CUE_ACTION
+            if action == "approve" and text is not None and "unsupported_language" not in conditions \
+                    and self.foreign_part(text) is not None:
+                # part of it is in a language the model does not read: the floor of the whole comment
+                conditions += ("unsupported_language",)
+                action = self.policy.action_for(label, confidence, probabilities, conditions)
             out.append(Verdict(label, confidence, probabilities, action, bool(cut), language, self.model.version,
                                self.policy_version))
         return out
+
+    def foreign_part(self, text: str) -> str | None:
+        """The language (or script) of a part of ``text`` that is in none of the trusted languages,
+        else None (:func:`modclf.language.foreign_stretch`): such a comment gets the
+        ``unsupported_language`` floor even when the comment as a whole reads as English."""
+        from .language import foreign_stretch
+
+        return foreign_stretch(text, self.trusted_languages, self._trusted_scripts)
 
     def _reading(self, row: np.ndarray, conditions: tuple[str, ...]) -> tuple[str, float, dict[str, float], str]:
         values = row.tolist()

@@ -180,11 +180,17 @@ def test_disguised_spam_is_still_held(judged, kind: str) -> None:
 
 
 
-#: A plug appended to an ordinary comment: with the comment read whole, 16-24 of 60 long corpus
-#: comments (400-3,000 characters) got `approve` with each of these lines added (found by an attack on
-#: the service); the sentence with the link or contact is now also read on its own.
+#: A plug added to an ordinary comment: with the comment read whole, 16-24 of 60 long corpus comments
+#: (400-3,000 characters) got `approve` with each of the first three lines added, 30-55 of 60 with the
+#: link-less ones (found by attacks on the service); the sentence with the link, contact or plug is
+#: now also read on its own, and an anchor's target is read with its text.
 PLUGS = ("Check out my site bestcasino.com for free spins", "For cheap loans WhatsApp me +1 555 0100",
-         "Buy cheap viagra at http://pills-shop.com now!")
+         "Buy cheap viagra at http://pills-shop.com now!",
+         # without a link (a second attack): self-promotion, a scam, a phone number in words, an anchor
+         "Sub to me, I sub back.", "follow @bestdeals_2024 on insta for giveaways", "Search my name on YouTube.",
+         "My account manager Mrs Linda helped me earn 5000 dollars a week, just ask her how.",
+         "For cheap loans call me at five five five, zero one zero zero.",
+         '<a href="http://fastcash.example">cheap loans</a>')
 
 
 def test_a_plug_appended_to_an_ordinary_comment_is_not_approved(model_dir) -> None:
@@ -196,7 +202,7 @@ def test_a_plug_appended_to_an_ordinary_comment_is_not_approved(model_dir) -> No
     assert sum(v.action == "approve" for v in moderator.classify(benign.tolist())) >= 20  # approvable alone
     for plug in PLUGS:
         assert moderator.classify([plug])[0].action != "approve"
-        for sep in ("\n\n", " "):
-            verdicts = moderator.classify([text + sep + plug for text in benign])
+        for sep in ("\n\n", " ", "start"):
+            verdicts = moderator.classify([plug + " " + text if sep == "start" else text + sep + plug for text in benign])
             approved = [v for v in verdicts if v.action == "approve"]
             assert not approved, f"{len(approved)} comments with {plug!r} appended approved"

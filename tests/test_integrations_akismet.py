@@ -466,6 +466,14 @@ def test_a_comment_held_for_its_language_is_never_published(fuzz_app, text: str)
     assert answer(r) == "true" and "language" in r.headers["X-modclf-reason"]
 
 
+def test_a_comment_with_a_part_in_another_language_is_never_published(fuzz_app) -> None:
+    """English around a Russian insult reads as English as a whole; the part is held all the same."""
+    english = "Thanks for the great article, I really enjoyed reading it and I agree with the points made here."
+    r = fuzz_app.test_client().post(f"{V11}/comment-check", data=form(
+        comment_content=f"{english} Ты идиот и твоя статья полный бред, автор дебил. {english}"))
+    assert answer(r) == "true" and "(CYRILLIC)" in r.headers["X-modclf-reason"]
+
+
 def test_duplicates_first_occurrence_wins(fuzz_app) -> None:
     client = fuzz_app.test_client()
     body = encoded([("api_key", KEY), ("api_key", "wrong"), ("blog", BLOG), ("blog", "nonsense"), ("user_ip", "192.0.2.1"),

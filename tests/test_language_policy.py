@@ -115,3 +115,38 @@ def test_multilingual_validation_set_is_never_approved_when_misread(moderator) -
         if verdict.action == "approve":
             assert row["lang"] in moderator.model.supported_languages, (row["id"], verdict)
             assert verdict.label == row["label"], (row["id"], row["label"], verdict)
+
+
+# English around a part in another language: identification of the whole comment reads English (or
+# cannot tell, in Latin letters), so each part is also identified on its own (found by an attack on
+# the service: these were approved on every path).
+ENGLISH = "Thanks for the great article, I really enjoyed reading it and I agree with most of the points made here."
+MIXED = {
+    "ru": f"{ENGLISH} {DENIALS['ru']} {ENGLISH}",
+    "ru, no punctuation": f"{ENGLISH} Ты идиот и твоя статья полный бред автор дебил {ENGLISH}",
+    "de": f"{ENGLISH} {DENIALS['de']}",
+    "tr": f"{ENGLISH[:-1]} {DENIALS['tr'].replace(',', '')}",
+    "es, a plug": f"{ENGLISH} Mi canal de YouTube tiene videos sobre esto, suscríbete.",
+}
+
+
+@pytest.mark.parametrize("name", list(MIXED))
+def test_a_part_in_an_untrusted_language_keeps_the_comment_from_approval(moderator, name: str) -> None:
+    verdict = moderator.classify([MIXED[name]])[0]
+    assert verdict.action != "approve", (name, verdict)
+    assert moderator.foreign_part(MIXED[name]) is not None
+    assert moderator.classify([ENGLISH])[0].action == "approve"  # the English alone is approvable
+
+
+def test_english_comments_seldom_have_a_foreign_part(moderator) -> None:
+    """Of the 1,125 validation comments identified as English as a whole, one has a part in another
+    language (an English blessing followed by the same in Arabic, rightly held): the check does not
+    hold English comments for nothing."""
+    import pandas as pd
+
+    from .conftest import ROOT
+
+    texts = pd.read_csv(ROOT / "data" / "validation.csv")["text"].tolist()
+    english = [t for t, v in zip(texts, moderator.classify(texts)) if v.language == "en"]
+    assert len(english) >= 1000
+    assert sum(moderator.foreign_part(t) is not None for t in english) <= 3

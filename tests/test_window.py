@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modclf.window import CUE_CONTEXT, bounded_window, cue_stretches
+from modclf.window import CUE_CONTEXT, TIGHT_CONTEXT, bounded_window, cue_stretches
 
 
 def test_the_sentence_with_the_link_is_read_apart() -> None:
@@ -30,11 +30,25 @@ def test_contacts_count_and_neighbouring_cues_merge() -> None:
     assert cue_stretches(text) == ["For loans WhatsApp me +1 555 0100 or mail loans@cash.biz today."]
 
 
-def test_a_stretch_is_bounded_around_its_cue() -> None:
+def test_a_stretch_is_bounded_around_its_cue_and_read_again_tighter() -> None:
     words = "word " * 100
     text = words + "visit pills-shop.com " + words
-    (stretch,) = cue_stretches(text)
-    assert "pills-shop.com" in stretch and len(stretch) <= len("pills-shop.com") + 2 * CUE_CONTEXT + 2
+    wide, tight = cue_stretches(text)
+    assert "pills-shop.com" in wide and len(wide) <= len("pills-shop.com") + 2 * CUE_CONTEXT + 2
+    assert "pills-shop.com" in tight and len(tight) <= len("pills-shop.com") + 2 * TIGHT_CONTEXT + 2
+    assert not tight.startswith("ord") and not tight.endswith("wor")  # whole words
+
+
+@pytest.mark.parametrize("plug", ["Sub to me, I sub back.", "follow @bestdeals_2024 on insta for giveaways",
+                                  "call me at five five five, zero one zero zero", "Search my name on YouTube."])
+def test_self_promotion_without_a_link_is_a_cue(plug: str) -> None:
+    text = "The minister kept repeating the same talking points about the budget. " + plug
+    assert plug.rstrip(".") in " ".join(cue_stretches(text))
+
+
+def test_an_anchor_gives_its_text_and_its_target() -> None:
+    text = 'I agree with the column. <a href="http://fastcash.example">cheap <b>loans</b></a> and more.'
+    assert "cheap loans http://fastcash.example" in cue_stretches(text)
 
 
 def test_stretches_are_limited() -> None:

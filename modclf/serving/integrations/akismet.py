@@ -553,6 +553,10 @@ def comment_check() -> Response:
         language = result.get("language", UNDETERMINED)
         unread = moderator.conditions(bool(result.get("truncated")), language,
                                       dominant_script(text) if language == UNDETERMINED else None)
+        if "unsupported_language" not in unread:
+            part = moderator.foreign_part(text)  # English around a part in another language
+            if part is not None:
+                unread, language = (*unread, "unsupported_language"), part
         if unread:
             why = {"truncated": "longer than the model's window",
                    "unsupported_language": f"in a language the model does not read ({language})"}
