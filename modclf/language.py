@@ -318,28 +318,32 @@ def foreign_stretch(text: str, trusted_languages: frozenset[str], trusted_script
             foreign = sum(n for script, n in scripts.items() if script not in trusted_scripts)
             if foreign >= FOREIGN_SCRIPT_LETTERS:
                 return max((s for s in scripts if s not in trusted_scripts), key=scripts.__getitem__)
-    model = None
+    pieces = []
     for sentence in _SENTENCE_SPLIT.split(text):
         words = sentence.split()
-        pieces = [words[i:i + STRETCH_WORDS] for i in range(0, len(words), STRETCH_WORDS)]
-        if len(pieces) > 1 and len(pieces[-1]) < STRETCH_WORDS // 2:
-            tail = pieces.pop()
-            pieces[-1] += tail  # a short tail is read with the piece before it
-        for piece in pieces:
-            cleaned = clean_for_detection(" ".join(piece))
-            letters, upper = _letters_and_upper(cleaned)
-            if letters < MIN_LETTERS:
-                continue
-            if upper > 0.8 * letters:
-                cleaned = cleaned.lower()
-            model = model or _get_model()
-            labels, scores = model.predict(cleaned, k=1)
-            if not labels or float(scores[0]) < STRETCH_CONFIDENCE:
-                continue
-            code = labels[0].replace("__label__", "").lower()
-            code = _MACROLANGUAGE.get(code, code)
-            if len(code) == 2 and code.isalpha() and code not in trusted_languages:
-                return code
+        parts = [words[i:i + STRETCH_WORDS] for i in range(0, len(words), STRETCH_WORDS)]
+        if len(parts) > 1 and len(parts[-1]) < STRETCH_WORDS // 2:
+            tail = parts.pop()
+            parts[-1] += tail  # a short tail is read with the piece before it
+        pieces += parts
+    if len(pieces) == 1 and len(text) <= MAX_MODEL_CHARS:
+        return None  # one piece, all of it read by the identification of the whole comment
+    model = None
+    for piece in pieces:
+        cleaned = clean_for_detection(" ".join(piece))
+        letters, upper = _letters_and_upper(cleaned)
+        if letters < MIN_LETTERS:
+            continue
+        if upper > 0.8 * letters:
+            cleaned = cleaned.lower()
+        model = model or _get_model()
+        labels, scores = model.predict(cleaned, k=1)
+        if not labels or float(scores[0]) < STRETCH_CONFIDENCE:
+            continue
+        code = labels[0].replace("__label__", "").lower()
+        code = _MACROLANGUAGE.get(code, code)
+        if len(code) == 2 and code.isalpha() and code not in trusted_languages:
+            return code
     return None
 
 

@@ -155,11 +155,9 @@ class Prediction(NamedTuple):
     #: per text whose language is ``und``: the writing system of its letters
     #: (:func:`modclf.language.dominant_script`), else None
     scripts: list[str | None] | None = None
-    #: per text with a link or contact cue in part of it: the probabilities of its most spam-like
-    #: cue stretch (:func:`modclf.window.cue_stretches`), else None
-    cue_segments: list[np.ndarray | None] | None = None
-    #: the text each prediction read (its window), for checks made only when a comment would be
-    #: approved (:func:`modclf.language.foreign_stretch`)
+    #: the text each prediction read (its window), for the checks made only on a comment that would
+    #: be approved: its cue stretches (:func:`modclf.window.cue_stretches`) and its parts' languages
+    #: (:func:`modclf.language.foreign_stretch`)
     texts: list[str] | None = None
 
 
@@ -380,21 +378,14 @@ class Moderator:
             detection = detect(w.text)
             languages.append(detection.lang if detection.reliable else UNDETERMINED)
             scripts.append(None if detection.reliable else dominant_script(w.text))
-        segments, cues = self._spam_segments([w.text for w in windows])
-        return Prediction(proba, [w.truncated for w in windows], languages, segments, scripts, cues,
-                          [w.text for w in windows])
+        return Prediction(proba, [w.truncated for w in windows], languages,
+                          self._spam_segments([w.text for w in windows]), scripts, [w.text for w in windows])
 
-    def _spam_segments(self, texts: Sequence[str]) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
-        """For each text, the probabilities of its most spam-like fixed segment (texts longer than
-        SEGMENT_TRIGGER) and of its most spam-like cue stretch (texts with a link or contact cue in
-        part of them); None where there is none. One model call for all of them."""
-        n = len(texts)
-        owners: list[int] = []  # 0..n-1: a fixed segment of that text; n..2n-1: a cue stretch
+    def _spam_segments(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+        """For each text longer than SEGMENT_TRIGGER, the probabilities of its most spam-like segment."""
+        owners: list[int] = []
         segments: list[str] = []
         for i, text in enumerate(texts):
-            for stretch in cue_stretches(text, MAX_SEGMENTS):
-                owners.append(n + i)
-                segments.append(stretch)
             if len(text) <= SEGMENT_TRIGGER:
                 continue
             starts = range(0, len(text) - SEGMENT_CHARS + SEGMENT_STEP, SEGMENT_STEP)
@@ -402,14 +393,18 @@ class Moderator:
             for start in list(starts)[::step]:
                 owners.append(i)
                 segments.append(text[start:start + SEGMENT_CHARS])
-        out: list[np.ndarray | None] = [None] * (2 * n)
+        return self._most_spam_like(len(texts), owners, segments)
+
+    def _most_spam_like(self, n: int, owners: list[int], segments: list[str]) -> list[np.ndarray | None]:
+        """Per owner 0..n-1, the probabilities of its segment with the highest p(spam) (one model call)."""
+        out: list[np.ndarray | None] = [None] * n
         if segments:
             spam = LABELS.index("spam")
             for owner, row in zip(owners, self.model.predict_proba(segments)):
                 best = out[owner]
                 if best is None or row[spam] > best[spam]:
                     out[owner] = row
-        return out[:n], out[n:]
+        return out
 
     def conditions(self, truncated: bool, language: str, script: str | None = None) -> tuple[str, ...]:
         """The policy floor conditions of one comment (see policy.yaml, ``floors``).
@@ -431,17 +426,30 @@ class Moderator:
         proba = prediction.proba
         segments = prediction.spam_segments or [None] * len(proba)
         scripts = prediction.scripts or [None] * len(proba)
-        cues = prediction.cue_segments or [None] * len(proba)
         texts = prediction.texts or [None] * len(proba)
-        out = []
-        for row, cut, language, segment, script, cue, text in zip(proba, prediction.truncated, prediction.languages,
-                                                                  segments, scripts, cues, texts):
+        readings = []
+        for row, cut, language, segment, script in zip(proba, prediction.truncated, prediction.languages, segments,
+                                                       scripts):
             conditions = self.conditions(cut, language, script)
-            label, confidence, probabilities, action = self._reading(row, conditions)
+            reading = self._reading(row, conditions)
             if segment is not None and self._spam_signal(segment):
-                reading = self._reading(segment, conditions)
-                if _SEVERITY[reading[3]] > _SEVERITY[action]:  # the strictest spam reading wins
-                    label, confidence, probabilities, action = reading
+                spam_reading = self._reading(segment, conditions)
+                if _SEVERITY[spam_reading[3]] > _SEVERITY[reading[3]]:  # the strictest spam reading wins
+                    reading = spam_reading
+            readings.append((reading, conditions))
+        # What only a comment about to be approved needs: its link, contact and plug sentences read on
+        # their own (one model call for the batch), and its parts' languages.
+        owners: list[int] = []
+        stretches: list[str] = []
+        for i, ((reading, _), text) in enumerate(zip(readings, texts)):
+            if reading[3] == "approve" and text is not None:
+                for stretch in cue_stretches(text, MAX_SEGMENTS):
+                    owners.append(i)
+                    stretches.append(stretch)
+        cues = self._most_spam_like(len(readings), owners, stretches)
+        out = []
+        for ((label, confidence, probabilities, action), conditions), cue, text, cut, language in zip(
+                readings, cues, texts, prediction.truncated, prediction.languages):
             if cue is not None and action == "approve" and self._spam_signal(cue):
                 # a link line read alone can be a cited source that merely looks like a plug: it holds
                 # the comment for a moderator, it never rejects it (CUE_ACTION)

@@ -17,33 +17,61 @@ from typing import NamedTuple
 
 #: Link and contact cues worth keeping from the middle of an over-long comment. Deliberately broad:
 #: a false cue only spends some of the window on ordinary text.
-_LINK_CUES = (
+_CUE = re.compile(
     r"https?\s*:|www\s*\.|\bw\s*w\s*w\b|\.\s*(?:com|net|org|info|biz|io|co|me|ly|tv|ru|xyz|site|club|shop|top|link|gg)\b|"
     r"\b(?:dot|d0t)\s*(?:com|net|org|ru|io)\b|\[\s*(?:\.|dot)\s*\]|\(\s*(?:\.|dot)\s*\)|"
     r"\bt\s*\.\s*me\b|\bbit\s*\.?\s*ly\b|whats\s*app|telegram|\bwa\s*\.\s*me\b|"
-    r"[\w.+-]@[\w-]|\+?\d[\d\s().-]{7,}\d"
+    r"\b(?:subscribe|channel|promo|discount|bitcoin|crypto|forex|casino|download)\b|"
+    r"[\w.+-]@[\w-]|\+?\d[\d\s().-]{7,}\d",
+    re.IGNORECASE,
 )
-_CUE = re.compile(_LINK_CUES + r"|\b(?:subscribe|channel|promo|discount|bitcoin|crypto|forex|casino|download)\b",
-                  re.IGNORECASE)
-#: Self-promotion without a link, in words: "sub to me, I sub back", "search my name on YouTube",
-#: "follow @handle on insta", "my account manager", a phone number spelled out in words.
-_PROMO_CUES = (
-    r"\bsub(?:scribe)?\s*(?:to|2)\s*(?:me|my)\b|\bsub\s*(?:4|for)\s*sub\b|\bsubs?\s*back\b|"
-    r"\b(?:follow|add|dm|message|text|call|contact|email|e-mail|ring|whatsapp|inbox)\s+me\b|\bcheck\s*out\s*my\b|"
-    r"\bmy\s+(?:channel|page|insta\w*|ig|tiktok|tik\s*tok|youtube|yt|profile|bio|blog|site|website|store|shop|"
-    r"link|videos?|music|mixtape|sound\s*cloud|spotify|podcast|stream|twitch)\b|\bsearch\s+(?:for\s+)?my\s+name\b|"
-    r"\baccount\s+manager\b|\b(?:on|at|via)\s+(?:insta\w*|ig|tiktok|snap\w*|onlyfans|telegram|whats\s*app|kik)\b|"
-    r"(?<![\w.])@[a-z_][\w.]{2,}|"
-    r"\b(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)(?:[\s,.-]+(?:zero|oh|one|two|three|four|five|six|seven|"
-    r"eight|nine)){5,}\b"
+#: What :func:`cue_stretches` reads apart: links and contacts, and self-promotion without a link
+#: ("sub to me, I sub back", "search my name on YouTube", "follow @handle on insta", "my account
+#: manager", a phone number in words), but not a sentence that merely says "channel" or "download"
+#: (ordinary talk under a video far more often than a plug). Several patterns instead of one
+#: alternation, each led by what it must start with: the single alternation of all of them cost
+#: ~300 us a comment, as much as scoring it; these ~20.
+_STRETCH_CUE_PATTERNS = (
+    # led by a literal: fast to scan
+    r"https?\s*:|www\s*\.|\.\s*(?:com|net|org|info|biz|io|co|me|ly|tv|ru|xyz|site|club|shop|top|link|gg)\b|"
+    r"\[\s*(?:\.|dot)\s*\]|\(\s*(?:\.|dot)\s*\)|whats\s*app|telegram",
+    # led by a word boundary, then one alternation of words
+    r"\b(?:w\s*w\s*w\b|(?:dot|d0t)\s*(?:com|net|org|ru|io)\b|t\s*\.\s*me\b|bit\s*\.?\s*ly\b|wa\s*\.\s*me\b|"
+    r"sub(?:scribe)?\s*(?:to|2)\s*(?:me|my)\b|sub\s*(?:4|for)\s*sub\b|subs?\s*back\b|"
+    r"(?:follow|add|dm|message|text|call|contact|email|e-mail|ring|whatsapp|inbox)\s+me\b|check\s*out\s*my\b|"
+    r"my\s+(?:channel|page|insta\w*|ig|tiktok|tik\s*tok|youtube|yt|profile|bio|blog|site|website|store|shop|"
+    r"link|videos?|music|mixtape|sound\s*cloud|spotify|podcast|stream|twitch)\b|search\s+(?:for\s+)?my\s+name\b|"
+    r"account\s+manager\b|(?:on|at|via)\s+(?:insta\w*|ig|tiktok|snap\w*|onlyfans|telegram|whats\s*app|kik)\b|"
+    r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)(?:[\s,.-]+(?:zero|oh|one|two|three|four|five|six|"
+    r"seven|eight|nine)){5,}\b)",
 )
-#: Links, contacts and self-promotion: what :func:`cue_stretches` reads apart (a sentence that merely
-#: says "channel" or "download" is ordinary talk under a video far more often than a plug).
-_LINK_CUE = re.compile(_LINK_CUES + "|" + _PROMO_CUES, re.IGNORECASE)
+#: the patterns for lower-cased text (case-insensitive matching is ~4x slower), and for the rare text
+#: whose lower-casing changes its length (then positions would not carry over)
+_STRETCH_CUES = tuple(re.compile(p) for p in _STRETCH_CUE_PATTERNS)
+_STRETCH_CUES_ANY_CASE = tuple(re.compile(p, re.IGNORECASE) for p in _STRETCH_CUE_PATTERNS)
+#: e-mail addresses and @handles, looked for only in a text with an "@"
+_AT_CUE = re.compile(r"[\w.+-]@[\w-]|(?<![\w.])@[a-z_][\w.]{2,}", re.IGNORECASE)
+#: phone numbers, looked for only in a text with 8 digits or more
+_PHONE_CUE = re.compile(r"\+?\d[\d\s().-]{7,}\d")
+_DIGITS = str.maketrans("", "", "0123456789")
 #: An HTML anchor: its target is dropped with the tag when the text is normalized, so a link drop
 #: behind innocent anchor text ("<a href=...>cheap loans</a>") is read as the anchor text and the URL.
 _ANCHOR = re.compile(r"<\s*a\b[^<>]{0,300}?\bhref\s*=\s*[\"']?([^\"'\s<>]{1,500})[^<>]{0,300}>(.{0,300}?)<\s*/\s*a\s*>",
                      re.IGNORECASE | re.DOTALL)
+
+
+def _stretch_cues(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every cue of _STRETCH_CUES, _AT_CUE and _PHONE_CUE in ``text``, in order."""
+    low = text.lower()
+    if len(low) == len(text):
+        spans = [m.span() for pattern in _STRETCH_CUES for m in pattern.finditer(low)]
+    else:
+        spans = [m.span() for pattern in _STRETCH_CUES_ANY_CASE for m in pattern.finditer(text)]
+    if "@" in text:
+        spans += [m.span() for m in _AT_CUE.finditer(text)]
+    if len(text) - len(text.translate(_DIGITS)) >= 8:
+        spans += [m.span() for m in _PHONE_CUE.finditer(text)]
+    return sorted(spans)
 _INNER_TAG = re.compile(r"<[^<>]{0,300}>")
 #: Characters kept on each side of a cue.
 CUE_CONTEXT = 80
@@ -137,18 +165,19 @@ def cue_stretches(text: str, limit: int = 64) -> list[str]:
     comment is read whole (TF-IDF rows are l2-normalized), and reads as what it is on its own.
     """
     out: list[str] = []
+    cues = _stretch_cues(text)
     for context in (CUE_CONTEXT, TIGHT_CONTEXT):
         spans: list[list[int]] = []
-        for match in _LINK_CUE.finditer(text):
-            lo, hi = max(0, match.start() - context), min(len(text), match.end() + context)
+        for cue_start, cue_end in cues:
+            lo, hi = max(0, cue_start - context), min(len(text), cue_end + context)
             if context == TIGHT_CONTEXT:  # whole words only
-                lo = _word_start(text, lo, match.start())
-                hi = _word_end(text, hi, match.end())
+                lo = _word_start(text, lo, cue_start)
+                hi = _word_end(text, hi, cue_end)
             start = lo
-            for end_mark in _SENTENCE_END.finditer(text, lo, match.start()):
+            for end_mark in _SENTENCE_END.finditer(text, lo, cue_start):
                 start = end_mark.end()
             stop = hi
-            end_mark = _SENTENCE_END.search(text, match.end(), hi)
+            end_mark = _SENTENCE_END.search(text, cue_end, hi)
             if end_mark is not None:
                 stop = end_mark.end()
             if spans and start < spans[-1][1]:  # overlapping (not merely adjacent) stretches merge
