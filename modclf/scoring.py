@@ -2,7 +2,9 @@
 
 Design, so that memory stays flat, nothing is lost and a killed run can continue:
 
-- the input is read in chunks of ``chunk_size`` rows;
+- the input is read in chunks of ``chunk_size`` rows; a JSON Lines file is first read once
+  without scoring (:func:`scan_jsonl`: every line checked, every field and its type over the whole
+  file), so that every chunk has every column and each column one type, whatever ``chunk_size`` is;
 - each scored chunk is written atomically as its own numbered part file in ``OUTPUT.parts/``,
   together with a manifest describing the run (input, model, options);
 - ``--resume`` keeps the parts already written by a compatible earlier run and scores the rest;
@@ -61,7 +63,7 @@ DEFAULT_CHUNK_SIZE = 10_000
 #: one chunk keeps every core busy (below it, the extra tasks cost more than they save).
 SHARE_MIN_ROWS = 500
 #: Recorded in a run's manifest: --resume keeps only parts whose chunks were read the same way.
-READER_VERSION = 2
+READER_VERSION = 3
 #: ``workers`` value meaning one worker process per core this process may run on (fewer for a small input).
 AUTO_WORKERS = 0
 #: With ``workers="auto"``, one worker per this many bytes of input, up to one per core: each
@@ -237,8 +239,21 @@ def _unclosed_quote(path: Path) -> str | None:
             "so the rest of the file would be read as one comment)")
 
 
-def _iter_jsonl(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
-    records: list[dict[str, Any]] = []
+@dataclass
+class JsonlScan:
+    """What a first pass over a JSON Lines file finds: its fields in order of first appearance and,
+    per field, the type of its values over the whole file (see :func:`_json_type`)."""
+
+    rows: int = 0
+    types: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.types)
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) of every line, each checked: UTF-8, one JSON object, no lone surrogate."""
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
@@ -256,12 +271,124 @@ def _iter_jsonl(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
             if "\\u" in line and _has_lone_surrogate(obj):  # only an escape can write one
                 raise ScoringError(f"{path}: line {lineno}: a string holds an unpaired surrogate escape (\\ud800-\\udfff), "
                                    "which is not text and cannot be written as UTF-8; fix or remove it")
-            records.append(obj)
-            if len(records) >= chunk_size:
-                yield _records_frame(records)
-                records = []
+            yield lineno, obj
+
+
+def scan_jsonl(path: str | Path) -> JsonlScan:
+    """The first pass over a JSON Lines input, before anything is scored (the workers load the model
+    meanwhile): every line is checked, so a bad line near the end costs no scoring, and the fields
+    and their types are known for the whole file, so that every chunk has every column (a field
+    first seen after the first chunk is a column of a CSV or Parquet output too, null above) and a
+    field whose values mix types is written the same way whatever --chunk-size is."""
+    path = Path(path)
+    scan = JsonlScan()
+    types = scan.types
+    scalar = {str: "str", type(None): None, bool: "bool", float: "float"}  # the common case without a call
+    for scan.rows, obj in _jsonl_records(path):
+        for key, value in obj.items():
+            cls = type(value)
+            vt = scalar[cls] if cls in scalar else _json_type(value)
+            if key not in types:
+                types[key] = vt
+            elif vt is not None and types[key] != vt:
+                types[key] = _unify(types[key], vt)
+    return scan
+
+
+#: The type of a field whose values Parquet cannot hold in one column (mixed types, such as numbers
+#: and strings or true and 1; an integer beyond 64 bits): it is written as text.
+MIXED = "mixed"
+_INT53 = 2**53
+
+
+def _json_type(value: Any) -> Any:
+    """A JSON value's type: None (null), "bool", "int" (exact as a double), "int64", "float", "str",
+    ("list", element type), ("struct", ((name, type), ...)) or MIXED."""
+    cls = type(value)
+    if cls is str:
+        return "str"
+    if value is None:
+        return None
+    if cls is bool:
+        return "bool"
+    if cls is int:
+        return "int" if -_INT53 <= value <= _INT53 else "int64" if -2**63 <= value < 2**63 else MIXED
+    if cls is float:
+        return "float"
+    if cls is list:
+        elem = None
+        for item in value:
+            elem = _unify(elem, _json_type(item))
+            if elem == MIXED:
+                return MIXED
+        return ("list", elem)
+    if cls is dict:
+        fields = tuple((k, _json_type(v)) for k, v in value.items())
+        return MIXED if any(t == MIXED for _, t in fields) else ("struct", fields)
+    return MIXED  # pragma: no cover - json.loads makes nothing else
+
+
+def _unify(a: Any, b: Any) -> Any:
+    """The type of a column holding values of types ``a`` and ``b`` (commutative and associative,
+    so the result does not depend on the order of the rows or on how they are cut into chunks)."""
+    if a == b or b is None:
+        return a
+    if a is None:
+        return b
+    if a == MIXED or b == MIXED:
+        return MIXED
+    pair = {a, b} if isinstance(a, str) and isinstance(b, str) else None
+    if pair == {"int", "int64"}:
+        return "int64"
+    if pair == {"int", "float"}:  # a double holds these integers exactly (Arrow refuses larger ones)
+        return "float"
+    if pair is not None or type(a) is not type(b) or a[0] != b[0]:
+        return MIXED
+    if a[0] == "list":
+        elem = _unify(a[1], b[1])
+        return MIXED if elem == MIXED else ("list", elem)
+    merged = dict(a[1])
+    for name, t in b[1]:
+        merged[name] = _unify(merged[name], t) if name in merged else t
+        if merged[name] == MIXED:
+            return MIXED
+    return ("struct", tuple(merged.items()))
+
+
+def _arrow_type(t: Any) -> pa.DataType | None:
+    """The Arrow type of a field of type ``t`` in Parquet output; None: written as text."""
+    import pyarrow as pa
+
+    if t is None:
+        return pa.null()
+    if isinstance(t, str):
+        return {"bool": pa.bool_(), "int": pa.int64(), "int64": pa.int64(), "float": pa.float64(),
+                "str": pa.string()}.get(t)
+    if t[0] == "list":
+        elem = _arrow_type(t[1])
+        return None if elem is None else pa.list_(elem)
+    fields = [(name, _arrow_type(ft)) for name, ft in t[1]]
+    if not fields or any(ft is None for _, ft in fields):  # Parquet cannot write a struct without fields
+        return None
+    return pa.struct(fields)
+
+
+def _iter_jsonl(path: Path, chunk_size: int, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """Chunks with ``columns`` (default: a first pass finds them), a record's missing keys null."""
+    if columns is None:
+        columns = scan_jsonl(path).columns
+    known = set(columns)
+    records: list[dict[str, Any]] = []
+    for lineno, obj in _jsonl_records(path):
+        if not known.issuperset(obj):
+            raise ScoringError(f"{path}: line {lineno}: the file changed while it was being read (a field the first "
+                               "pass did not see); score it again once it is complete")
+        records.append(obj)
+        if len(records) >= chunk_size:
+            yield _records_frame(records, columns)
+            records = []
     if records:
-        yield _records_frame(records)
+        yield _records_frame(records, columns)
 
 
 def _has_lone_surrogate(value: Any) -> bool:
@@ -278,13 +405,14 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-def _records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def _records_frame(records: list[dict[str, Any]], columns: list[str] | None = None) -> pd.DataFrame:
     import pandas as pd
 
     # object dtype keeps values as written (an int next to a null stays an int, not 42.0), and a key
     # a record lacks is None (null), not NaN (which a text column would write as the text "NaN")
-    keys = dict.fromkeys(k for record in records for k in record)
-    return pd.DataFrame({k: [record.get(k) for record in records] for k in keys}, dtype=object)
+    keys = dict.fromkeys(k for record in records for k in record) if columns is None else columns
+    return pd.DataFrame({k: [record.get(k) for record in records] for k in keys}, index=pd.RangeIndex(len(records)),
+                        dtype=object)
 
 
 def _iter_parquet(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
@@ -318,31 +446,36 @@ def parquet_frame(data: pa.RecordBatch | pa.Table, path: str | Path) -> pd.DataF
     return df
 
 
-def iter_chunks(path: str | Path, fmt: str, chunk_size: int) -> Iterator[pd.DataFrame]:
-    """Yield the input as DataFrames of at most ``chunk_size`` rows, in file order."""
+def iter_chunks(path: str | Path, fmt: str, chunk_size: int, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """Yield the input as DataFrames of at most ``chunk_size`` rows, in file order. A JSON Lines
+    file's chunks all have every field of the file (``columns``, from :func:`scan_jsonl`: found by a
+    first pass when not given)."""
     path = Path(path)
     if not path.is_file():
         raise ScoringError(f"{path}: input file not found")
-    readers = {"csv": _iter_csv, "jsonl": _iter_jsonl, "parquet": _iter_parquet}
+    if fmt == "jsonl":
+        return _iter_jsonl(path, chunk_size, columns)
+    readers = {"csv": _iter_csv, "parquet": _iter_parquet}
     return readers[fmt](path, chunk_size)
 
 
 # ---------------------------------------------------------------- writing
 
 
-def _write_part(df: pd.DataFrame, path: Path, fmt: str) -> None:
-    """Write one part atomically (modclf.atomic)."""
+def _write_part(df: pd.DataFrame, path: Path, fmt: str, types: dict[str, Any] | None = None) -> None:
+    """Write one part atomically (modclf.atomic). ``types``: the Arrow type of some columns, the
+    same in every part (None: written as text), from :func:`scan_jsonl` for a JSON Lines input."""
     from .atomic import atomic_path
 
     with atomic_path(path) as tmp:
         if fmt == "csv":
-            _write_csv_rows(df, tmp)
+            _write_csv_rows(df, tmp, [c for c, t in (types or {}).items() if t is None])
         elif fmt == "jsonl":
             _write_jsonl_rows(df, tmp)
         else:
             import pyarrow.parquet as pq
 
-            pq.write_table(_to_arrow(df), tmp)
+            pq.write_table(_to_arrow(df, types), tmp)
 
 
 def _write_jsonl_rows(df: pd.DataFrame, path: Path) -> None:
@@ -373,10 +506,12 @@ def _json_value(value: Any) -> Any:
     return str(value)  # Decimal and anything else: its exact text
 
 
-def _write_csv_rows(df: pd.DataFrame, path: Path) -> None:
+def _write_csv_rows(df: pd.DataFrame, path: Path, as_text: list[str] | None = None) -> None:
     """CSV rows without a header, by Arrow's C++ writer (~10x pandas.to_csv, which formats every
     float in Python); floats keep their shortest round-trip form, text values are quoted.
     Columns Arrow cannot write as CSV (nested JSON values) fall back to pandas for that part.
+    ``as_text``: columns written as text in every part (a JSON field mixing types: true stays true,
+    not the 1.0 Arrow would make of it next to a number in the same part).
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -385,16 +520,31 @@ def _write_csv_rows(df: pd.DataFrame, path: Path) -> None:
 
     df = safe_frame(_flatten_cells(df))  # comments are attacker-written: no cell may start a spreadsheet formula
     try:
-        pacsv.write_csv(_to_arrow(df), path, pacsv.WriteOptions(include_header=False))
+        pacsv.write_csv(_to_arrow(df, dict.fromkeys(as_text or ())), path, pacsv.WriteOptions(include_header=False))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         df.to_csv(path, index=False, header=False, lineterminator="\n")
 
 
-def _to_arrow(df: pd.DataFrame) -> pa.Table:
+def _to_arrow(df: pd.DataFrame, types: dict[str, Any] | None = None) -> pa.Table:
     """Arrow table of a chunk. A column Arrow cannot take as it is (JSON mixing types, which
-    Parquet does not allow; an integer beyond 64 bits) becomes text: JSON for non-strings."""
+    Parquet does not allow; an integer beyond 64 bits) becomes text: JSON for non-strings.
+    ``types``: columns given their type (the same in every chunk) instead of inferring it from
+    this chunk's values; None: text."""
     import pyarrow as pa
 
+    if types:
+        given = [c for c in df.columns if c in types]
+        rest = _to_arrow(df[[c for c in df.columns if c not in types]]) if len(given) < len(df.columns) else None
+        arrays = []
+        for c in df.columns:
+            if c not in types:
+                arrays.append(rest.column(c))  # type: ignore[union-attr]
+            elif types[c] is None:
+                # not Series.map, which makes None NaN; NaN (a null _flatten_cells mapped) is null
+                arrays.append(pa.array([None if v != v else _as_text(v) for v in df[c].tolist()], pa.string()))
+            else:
+                arrays.append(pa.array(df[c].tolist(), types[c]))
+        return pa.Table.from_arrays(arrays, names=list(map(str, df.columns)))
     try:
         return pa.Table.from_pandas(df, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
@@ -515,14 +665,16 @@ def _join_parquet(parts: list[Path], columns: list[str], tmp: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    # Types are inferred per chunk (a JSONL column may be all-null in one chunk and text in
-    # the next), so the output schema is the permissive union of the parts' schemas.
+    # A JSON Lines input's columns have one type in every part (scan_jsonl); the result columns
+    # and the columns of a CSV or Parquet input are the same in every part anyway. The permissive
+    # union is kept for what is left (a column all null in one part).
     schemas = [pq.read_schema(p) for p in parts]
     try:
         schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema(
             [(c, pa.string()) for c in columns])
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise ScoringError(f"a column changes type within the input, cannot write Parquet: {exc}") from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # pragma: no cover - the scan gives every part one schema
+        raise ScoringError(f"{tmp}: a column changes type between parts, cannot write Parquet ({exc}); "
+                           "write .jsonl or .csv output instead") from None
     schema = schema.remove_metadata()
     with pq.ParquetWriter(tmp, schema) as writer:
         for part in parts:
@@ -706,7 +858,7 @@ class _Workers:
 
 
 def _write_scored_chunk(chunk: pd.DataFrame, results: list[dict[str, np.ndarray]], part: Path, fmt: str,
-                        prefix: str) -> dict[str, Any]:
+                        prefix: str, types: dict[str, Any] | None = None) -> dict[str, Any]:
     """Join a chunk with its scored slices, write it as part file ``part``; the part's statistics."""
     import pandas as pd
 
@@ -714,7 +866,7 @@ def _write_scored_chunk(chunk: pd.DataFrame, results: list[dict[str, np.ndarray]
 
     columns = {c: np.concatenate([r[c] for r in results]) for c in RESULT_COLUMNS}
     out = pd.concat([chunk, result_frame(columns, chunk.index, prefix)], axis=1)
-    _write_part(out, part, fmt)
+    _write_part(out, part, fmt, types)
     return _chunk_stats(out, prefix)
 
 
@@ -737,13 +889,18 @@ def _slices(n: int, workers: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def _check_columns(df: pd.DataFrame, input_path: Path, text_column: str, prefix: str) -> list[str]:
+def _check_columns(df: pd.DataFrame, input_path: Path, text_column: str, prefix: str,
+                   records: int | None = None) -> list[str]:
+    """The output's columns; ``records``: a JSON Lines input's number of records (all were read)."""
     from .predict import RESULT_COLUMNS
 
     if text_column not in df.columns:
+        names = list(map(str, df.columns))
+        shown = ", ".join(names[:30]) + (f", ... ({len(names)} in all)" if len(names) > 30 else "")
+        where = "" if records is None else f" in any of its {records} record{'s' if records != 1 else ''}"
         raise ScoringError(
-            f"{input_path}: no column {text_column!r} (columns: {', '.join(map(str, df.columns)) or 'none'}); "
-            "choose the text column with --text-column"
+            f"{input_path}: no column {text_column!r}{where} ({'fields' if records is not None else 'columns'}: "
+            f"{shown or 'none'}); choose the text column with --text-column"
         )
     clash = [prefix + c for c in RESULT_COLUMNS if prefix + c in df.columns]
     if clash:
@@ -875,12 +1032,19 @@ def _output_lock(output_path: Path) -> Iterator[None]:
 
 def _run(pool: _Workers, start: float, input_path: Path, output_path: Path, in_fmt: str, out_fmt: str,
          text_column: str, prefix: str, chunk_size: int, resume: bool, progress: bool | None) -> ScoreSummary:
-    chunks = iter_chunks(input_path, in_fmt, chunk_size)
+    scan = scan_jsonl(input_path) if in_fmt == "jsonl" else None  # while the workers load the model
+    chunks = iter_chunks(input_path, in_fmt, chunk_size, scan.columns if scan else None)
     first = next(chunks, None)
     if first is None:
         raise ScoringError(f"{input_path}: the input has no rows") if in_fmt != "csv" else ScoringError(
             f"{input_path}: the input has a header but no rows")
-    columns = _check_columns(first, input_path, text_column, prefix)
+    columns = _check_columns(first, input_path, text_column, prefix, scan.rows if scan else None)
+    # a JSON field's type in Parquet (and whether it is text in CSV): one for the whole file
+    types = None
+    if scan is not None and out_fmt != "jsonl":
+        types = {k: _arrow_type(t) for k, t in scan.types.items()}
+        if out_fmt == "csv":
+            types = {k: t for k, t in types.items() if t is None}
     input_columns = list(first.columns)
     identity = pool.identity()  # ModelError / PolicyError of the workers surface here
 
@@ -896,7 +1060,8 @@ def _run(pool: _Workers, start: float, input_path: Path, output_path: Path, in_f
         "prefix": prefix,
         "fast_path": pool.fast,  # --slow gives the same labels but not the same last digits
         # how the input is read into rows and columns (2: CSV blank lines are rows, a Parquet file's
-        # stored index is a column); parts of a run that read it otherwise are not resumed
+        # stored index is a column; 3: every JSON Lines chunk has every field of the file, each
+        # with one type for the whole file); parts of a run that read it otherwise are not resumed
         "reader": READER_VERSION,
         **identity,
     }
@@ -935,7 +1100,7 @@ def _run(pool: _Workers, start: float, input_path: Path, output_path: Path, in_f
         for idx in [i for i, (_, futures, _) in in_flight.items() if all(f.done() for f in futures)]:
             chunk, futures, part = in_flight.pop(idx)
             results = [pool.result(f) for f in futures]
-            finished(idx, part, _write_scored_chunk(chunk, results, part, out_fmt, prefix))
+            finished(idx, part, _write_scored_chunk(chunk, results, part, out_fmt, prefix, types))
 
     bad_input = False  # an error in the input itself: it must change, so no part can be resumed
 
@@ -984,7 +1149,8 @@ def _run(pool: _Workers, start: float, input_path: Path, output_path: Path, in_f
 
 
 def _conform(chunk: pd.DataFrame, input_columns: list[str], input_path: Path, out_fmt: str, first_row: int) -> pd.DataFrame:
-    """Give a later chunk the first chunk's columns (JSON Lines records need not all have every key)."""
+    """Give a later chunk the first chunk's columns (a JSON Lines chunk has them all already: the
+    first pass found every field; a field it did not see is an error of _iter_jsonl)."""
     extra = [c for c in chunk.columns if c not in input_columns]
     if extra and out_fmt != "jsonl":
         raise ScoringError(

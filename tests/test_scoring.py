@@ -568,3 +568,108 @@ def test_an_unclosed_quote_names_the_file_and_the_line_it_opens_on(tmp_path: Pat
     with pytest.raises(ScoringError) as err:
         list(scoring.iter_chunks(src, "csv", 1))
     assert str(err.value).startswith(f"{src}: malformed CSV: line {line}: a quoted field opens here and is never closed")
+
+
+# -- JSON Lines: fields and types are the whole file's, whatever --chunk-size is ----------------------
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_jsonl_text_key_first_seen_after_the_first_chunk_is_missing_text_above(tmp_path: Path, model_dir: Path,
+                                                                                capsys) -> None:
+    src = _jsonl(tmp_path / "latekey.jsonl", [{"id": 1, "deleted": True}, {"id": 2, "text": "Thank you so much!"},
+                                               {"id": 3, "deleted": True}])
+    assert score_cli.main([str(src), "-o", str(tmp_path / "out.jsonl"), "--model-dir", str(model_dir),
+                           "--chunk-size", "1", "--workers", "1"]) == 0
+    assert "scored 1 of 3 rows" in capsys.readouterr().err
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["deleted"], r["text"], r["error"]) for r in out] == [
+        (1, True, None, "missing text"), (2, None, "Thank you so much!", ""), (3, True, None, "missing text")]
+    assert out[1]["label"] == "support" and out[0]["action"] == "review"
+    # no record has the key: the "no column" error, after the whole file was read, and nothing written
+    src = _jsonl(tmp_path / "notext.jsonl", [{"id": 1, "deleted": True}, {"id": 2, "body": "x"}])
+    assert score_cli.main([str(src), "-o", str(tmp_path / "n.csv"), "--model-dir", str(model_dir),
+                           "--chunk-size", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {src}: no column 'text' in any of its 2 records (fields: id, deleted, body)" in err
+    assert "Traceback" not in err and not list(tmp_path.glob("n.csv*")) and not list(tmp_path.glob(".n.csv*"))
+
+
+MIXED_ROWS = [
+    {"id": 1, "text": "Thank you so much!", "score": 5, "n": 1, "flag": True, "tags": [1, 2], "meta": {"a": 1}},
+    {"id": 2, "text": "Is the road open?", "score": 7, "n": 2.5, "flag": False, "tags": [], "meta": {"b": "x"}},
+    {"id": 3, "text": "This is a lie", "score": "high", "n": None, "flag": 1, "tags": ["a"], "meta": None},
+    {"id": 4, "text": 42, "score": None, "n": 3, "flag": None, "tags": None, "meta": {"a": 2, "b": "y"},
+     "parent_id": 2},
+    {"id": 5, "text": "www.cheap-pills.example buy now", "score": 9, "big": 10**30},
+]
+
+
+def test_jsonl_types_and_fields_do_not_depend_on_the_chunk_size(tmp_path: Path, model_dir: Path) -> None:
+    src = _jsonl(tmp_path / "in.jsonl", MIXED_ROWS)
+    for size in (1, 100):
+        for fmt in ("parquet", "csv", "jsonl"):
+            summary = score_file(src, tmp_path / f"out{size}.{fmt}", model_dir, chunk_size=size)
+            assert (summary.rows, summary.scored, dict(summary.errors)) == (5, 4, {"text is not a string (int)": 1})
+    for fmt in ("csv", "jsonl"):
+        assert (tmp_path / f"out1.{fmt}").read_bytes() == (tmp_path / f"out100.{fmt}").read_bytes()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    one, whole = pq.read_table(tmp_path / "out1.parquet"), pq.read_table(tmp_path / "out100.parquet")
+    assert one.equals(whole)
+    assert whole.column_names[:9] == ["id", "text", "score", "n", "flag", "tags", "meta", "parent_id", "big"]
+    col = lambda name: whole.column(name).to_pylist()  # noqa: E731
+    # a field mixing types is text (strings as they are, the rest as JSON); numbers are numbers
+    assert col("score") == ["5", "7", "high", None, "9"] and col("text")[3] == "42"
+    assert col("flag") == ["true", "false", "1", None, None] and col("big") == [None] * 4 + [str(10**30)]
+    assert col("tags") == ["[1, 2]", "[]", '["a"]', None, None]  # lists of numbers and lists of strings
+    assert col("n") == [1.0, 2.5, None, 3.0, None] and whole.schema.field("n").type == pa.float64()
+    assert col("parent_id") == [None, None, None, 2, None] and whole.schema.field("parent_id").type == pa.int64()
+    assert col("meta") == [{"a": 1, "b": None}, {"a": None, "b": "x"}, None, {"a": 2, "b": "y"}, None]
+    # CSV: a field first seen in the last chunks is a column, empty above; true stays true
+    csv = pd.read_csv(tmp_path / "out1.csv", dtype=str, keep_default_na=False)
+    assert csv["parent_id"].tolist() == ["", "", "", "2", ""] and csv["flag"].tolist()[:3] == ["true", "false", "1"]
+    # JSON Lines: every row has every field, null where the record lacks it, values as read
+    rows = [json.loads(line) for line in (tmp_path / "out1.jsonl").read_text().splitlines()]
+    assert rows[0]["parent_id"] is None and rows[4]["big"] == 10**30 and rows[2]["score"] == "high"
+
+
+def test_jsonl_type_of_a_field_is_decided_by_the_whole_file() -> None:
+    t = scoring._json_type
+    unify = scoring._unify
+    assert unify(t(1), t(0.5)) == "float" and unify(t(2**60), t(0.5)) == scoring.MIXED  # a double would round 2**60+1
+    assert unify(t(True), t(1)) == unify(t(1), t(True)) == scoring.MIXED
+    assert unify(t({"a": 1}), t({"b": [1]})) == ("struct", (("a", "int"), ("b", ("list", "int"))))
+    assert unify(t([1]), t(["a"])) == scoring.MIXED and unify(t([]), t([None, 2])) == ("list", "int")
+    assert scoring._arrow_type(t({})) is None  # Parquet cannot write a struct without fields: text
+
+
+def test_resume_of_a_jsonl_run_with_late_fields_and_mixed_types(tmp_path: Path, model_dir: Path, monkeypatch) -> None:
+    src = _jsonl(tmp_path / "in.jsonl", MIXED_ROWS * 2)
+    for fmt in ("parquet", "csv"):
+        full = score_file(src, tmp_path / f"full.{fmt}", model_dir, chunk_size=2)
+        _crash_after(monkeypatch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            score_file(src, tmp_path / f"out.{fmt}", model_dir, chunk_size=2)
+        monkeypatch.undo()
+        manifest = json.loads((tmp_path / f"out.{fmt}.parts" / "manifest.json").read_text())
+        assert manifest["run"]["reader"] == scoring.READER_VERSION == 3
+        summary = score_file(src, tmp_path / f"out.{fmt}", model_dir, chunk_size=2, resume=True)
+        assert summary.chunks_resumed == 2 and (summary.rows, summary.scored) == (full.rows, full.scored) == (10, 8)
+        assert summary.errors == full.errors and summary.labels == full.labels
+        assert (tmp_path / f"out.{fmt}").read_bytes() == (tmp_path / f"full.{fmt}").read_bytes()
+        assert not (tmp_path / f"out.{fmt}.parts").exists()
+
+
+def test_a_bad_jsonl_line_at_the_end_is_found_before_anything_is_scored(tmp_path: Path, model_dir: Path,
+                                                                        monkeypatch) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS * 4) + "{broken\n")
+    monkeypatch.setattr(scoring, "_write_scored_chunk", lambda *a, **k: pytest.fail("a chunk was scored"))
+    with pytest.raises(ScoringError, match=r"in.jsonl: line 21: invalid JSON"):
+        score_file(src, tmp_path / "out.parquet", model_dir, chunk_size=2)
+    assert not list(tmp_path.glob("out.parquet*")) and not list(tmp_path.glob(".out.parquet*"))
