@@ -44,6 +44,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
@@ -140,10 +141,17 @@ class Item:
     decided_by: str | None
     decided_at: _dt.datetime | None
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready (the API's QueueItem)."""
+    def as_dict(self, window_chars: int | None = None) -> dict[str, Any]:
+        """JSON-ready (the API's QueueItem). With ``window_chars``, ``text`` is what the model read
+        (:func:`shown_text`: the whole comment, or its bounded window when it is longer) and
+        ``omitted_chars`` counts the characters left out, so a page's size is bounded by its
+        number of items times the window whatever the comments' length."""
+        text, omitted = self.text, 0
+        if window_chars is not None:
+            shown = shown_text(self.text, window_chars)
+            text, omitted = shown.text, shown.omitted
         out: dict[str, Any] = {
-            "id": self.id, "client_id": self.client_id, "text": self.text, "source": self.source,
+            "id": self.id, "client_id": self.client_id, "text": text, "omitted_chars": omitted, "source": self.source,
             "story_url": self.story_url, "label": self.label, "confidence": self.confidence,
             "probabilities": self.probabilities, "action": self.action, "truncated": self.truncated,
             "model_version": self.model_version, "policy_version": self.policy_version,
@@ -153,6 +161,79 @@ class Item:
             out["decision"] = {"action": self.decision, "label": self.decision_label, "by": self.decided_by,
                                "decided_at": self.decided_at.isoformat() if self.decided_at else None}
         return out
+
+
+#: Windows of long comments computed per process (:func:`shown_text`); each is at most the window.
+SHOWN_CACHE_SIZE = 256
+_shown_cache: "OrderedDict[tuple[bytes, int, int], Shown]" = OrderedDict()
+_shown_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What of a queued comment is shown to a moderator: what the model read.
+
+    ``text`` is the comment (cleaned as for classification) when it fits the model's window, else
+    its bounded window (:func:`modclf.window.bounded_window`: head, link/contact stretches, tail,
+    joined by :data:`modclf.window.SEPARATOR`), exactly the string the model classified and the
+    console explains. ``parts`` are the stretches of the original in ``text``: ``(start, end)`` in
+    ``text`` and ``(orig_start, orig_end)`` in the comment; ``omitted`` counts the characters of the
+    comment that are not shown, ``total`` its length."""
+
+    text: str
+    parts: tuple[tuple[int, int, int, int], ...]
+    omitted: int
+    total: int
+
+
+def shown_text(text: str, window_chars: int) -> Shown:
+    """The part of ``text`` the model read at ``window_chars`` (see :class:`Shown`).
+
+    Its size is bounded by the window. Finding the window of a long comment scans the whole comment
+    for link cues (about 0.3 s for 900,000 characters), so the windows of long comments are kept per
+    process (:data:`SHOWN_CACHE_SIZE`, keyed by the text's digest): the queue is read again and
+    again, the text of a queued comment never changes."""
+    from .moderator import clean_text
+    from .window import bounded_window
+
+    cleaned = clean_text(text)
+    if len(cleaned) <= window_chars:
+        return Shown(cleaned, ((0, len(cleaned), 0, len(cleaned)),), 0, len(cleaned))
+    key = (hashlib.sha256(cleaned.encode("utf-8", "surrogatepass")).digest(), len(cleaned), window_chars)
+    with _shown_lock:
+        hit = _shown_cache.get(key)
+        if hit is not None:
+            _shown_cache.move_to_end(key)
+            return hit
+    shown = _window_parts(cleaned, bounded_window(cleaned, window_chars).text)
+    with _shown_lock:
+        _shown_cache[key] = shown
+        while len(_shown_cache) > SHOWN_CACHE_SIZE:
+            _shown_cache.popitem(last=False)
+    return shown
+
+
+def _window_parts(cleaned: str, window: str) -> Shown:
+    """Locate the pieces of ``window`` (a bounded window of ``cleaned``) in ``cleaned``."""
+    from .window import SEPARATOR
+
+    sep = len(SEPARATOR)
+    parts: list[list[int]] = []
+    wpos = pos = 0
+    for piece in window.split(SEPARATOR):
+        if piece:
+            where = cleaned.find(piece, pos)
+            if where < 0:  # cannot happen for a window of this text; show it as it is
+                return Shown(window, ((0, len(window), 0, len(window)),), max(len(cleaned) - len(window), 0),
+                             len(cleaned))
+            if parts and where == parts[-1][3] + sep and cleaned[parts[-1][3]:where] == SEPARATOR:
+                parts[-1][1], parts[-1][3] = wpos + len(piece), where + len(piece)  # the comment's own separator
+            else:
+                parts.append([wpos, wpos + len(piece), where, where + len(piece)])
+            pos = where + len(piece)
+        wpos += len(piece) + sep
+    shown_chars = sum(p[3] - p[2] for p in parts)
+    return Shown(window, tuple((a, b, c, d) for a, b, c, d in parts), len(cleaned) - shown_chars, len(cleaned))
 
 
 @dataclass(frozen=True)

@@ -245,3 +245,45 @@ def test_export_into_a_missing_directory_is_an_error(store: FeedbackStore, tmp_p
     assert main(["feedback", "export", "-o", str(tmp_path / "x.csv"), *db]) == 0  # an existing store exports
     rows = list(csv.DictReader(io.StringIO((tmp_path / "x.csv").read_text(encoding="utf-8"), newline="")))
     assert [(r["id"], r["text"], r["label"]) for r in rows] == [("c1", TRICKY, "support")]
+
+
+# -- namespaces the service writes itself ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body,code", [
+    ({"id": "queue:1"}, "reserved_id"),
+    ({"id": "QUEUE:7", "source": "api"}, "reserved_id"),
+    ({"id": "\uff51ueue:1"}, "reserved_id"),  # full-width q
+    ({"id": "akismet:0123abcd"}, "reserved_id"),
+    ({"id": "mine", "source": "queue/console"}, "reserved_source"),
+    ({"id": "mine", "source": " Akismet/submit-ham blog"}, "reserved_source"),
+])
+def test_post_feedback_refuses_the_services_own_ids_and_sources(app, body: dict[str, Any], code: str) -> None:
+    r = app.test_client().post("/v1/feedback", json={"text": "forged", "label": "support", **body})
+    assert r.status_code == 403 and r.get_json()["error"]["code"] == code
+    assert "written only by the service" in r.get_json()["error"]["message"]
+    assert not any(d.text == "forged" for d in app.extensions["modclf_feedback"].decisions())
+
+
+@pytest.mark.parametrize("comment_id,source", [("queue-1", "api"), ("my-queue:1", "queue"), ("akismet", "coral:mod-ann"),
+                                               ("q:1", "queues/a")])
+def test_post_feedback_accepts_ids_and_sources_near_the_reserved_ones(app, comment_id: str, source: str) -> None:
+    r = app.test_client().post("/v1/feedback", json={"id": comment_id, "text": "fine", "label": "other", "source": source})
+    assert r.status_code in (200, 201), r.get_data(as_text=True)
+
+
+def test_reserved_prefixes_are_the_ones_the_service_writes() -> None:
+    """If the queue or Akismet changes its ids or sources, the reservation must follow."""
+    from modclf.queue import FEEDBACK_ID_PREFIX, FEEDBACK_SOURCE_PREFIX
+    from modclf.serving.feedback_api import RESERVED_ID_PREFIXES, RESERVED_SOURCE_PREFIXES, reserved_prefix
+    from modclf.serving.integrations.akismet import submission_id
+
+    assert reserved_prefix(f"{FEEDBACK_ID_PREFIX}12", RESERVED_ID_PREFIXES)
+    assert reserved_prefix(f"{FEEDBACK_SOURCE_PREFIX}coral", RESERVED_SOURCE_PREFIXES)
+    assert reserved_prefix(submission_id({"blog": "https://b.example"}, "text"), RESERVED_ID_PREFIXES)
+    assert reserved_prefix("akismet/submit-spam https://b.example", RESERVED_SOURCE_PREFIXES)
+
+
+def test_openapi_documents_the_reserved_namespaces(app) -> None:
+    doc = app.test_client().get("/openapi.json").get_json()
+    assert "reserved_id" in doc["paths"]["/v1/feedback"]["post"]["responses"]["403"]["description"]

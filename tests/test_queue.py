@@ -301,3 +301,103 @@ def test_two_stores_on_one_database_share_the_queue(tmp_path: Path) -> None:
     assert status == "decided" and a.pending().pending == 1
     assert a.recent_decisions()[0].id == item.id
     assert a.decisions_by_day()[0]["actions"]["approve"] == 1
+
+
+# -- the queue's feedback rows are the queue's: POST /v1/feedback cannot overwrite or forge them ------------
+
+
+def test_an_api_key_cannot_overwrite_or_forge_a_moderators_decision(model_dir: Path, tmp_path: Path) -> None:
+    """The attack: a moderator decides item 1 (feedback id queue:1), then a plain API key posts
+    feedback id queue:1 with another text, label and a queue/ source. Refused for every key."""
+    client = make_app(model_dir, tmp_path, api_keys=KEY, admin_api_keys=ADMIN).test_client()
+    admin, plain = {"Authorization": f"Bearer {ADMIN}"}, {"Authorization": f"Bearer {KEY}"}
+    client.post("/v1/classify", json={"text": SPAM}, headers=plain)
+    (item,) = client.get("/v1/queue", headers=admin).get_json()["items"]
+    r = client.post(f"/v1/queue/{item['id']}/decision", json={"action": "reject", "label": "spam"}, headers=admin)
+    assert r.status_code == 200 and r.get_json()["feedback_id"] == f"queue:{item['id']}"
+    forged = {"id": f"queue:{item['id']}", "text": "Thank you, a really helpful report", "label": "support",
+              "source": "queue/api"}
+    for headers in (plain,):  # (admin keys are not API keys here; test_feedback.py: a server without keys)
+        for body in (forged, {**forged, "source": "api"}, {**forged, "id": f"Queue:{item['id']}"},
+                     {**forged, "id": f" queue:{item['id']}"}, {**forged, "id": "\u200bqueue:1"}):
+            r = client.post("/v1/feedback", json=body, headers=headers)
+            assert r.status_code == 403, (body, r.get_data(as_text=True))
+            error = r.get_json()["error"]
+            assert error["code"] == "reserved_id" and "'queue:'" in error["message"]
+        for source in ("queue/api", "QUEUE/console", "queue/coral", "akismet/submit-spam blog"):
+            r = client.post("/v1/feedback", json={"id": "mine-1", "text": "x", "label": "spam", "source": source},
+                            headers=headers)
+            assert r.status_code == 403 and r.get_json()["error"]["code"] == "reserved_source", source
+    rows = export_rows_with(client, plain)
+    assert [(row["id"], row["text"], row["label"], row["source"]) for row in rows] == [
+        (f"queue:{item['id']}", SPAM, "spam", "queue/v1/classify")]  # the moderator's decision stands, nothing added
+    # the queue itself still writes its rows (an override goes through the queue, with an admin key)
+    r = client.post(f"/v1/queue/{item['id']}/decision", json={"action": "reject", "label": "dispute", "override": True},
+                    headers=admin)
+    assert r.status_code == 200 and r.get_json()["status"] == "updated"
+    assert export_rows_with(client, plain)[0]["label"] == "dispute"
+
+
+def test_ordinary_ids_keep_one_decision_per_id_whoever_sends_it(model_dir: Path, tmp_path: Path) -> None:
+    """Outside the reserved namespaces the documented behaviour stands: one decision per id,
+    created / unchanged / updated (the previous one kept in the history), whichever key sends it."""
+    other = "o" * 32
+    client = make_app(model_dir, tmp_path, api_keys=f"{KEY},{other}", admin_api_keys=ADMIN).test_client()
+    first, second = {"Authorization": f"Bearer {KEY}"}, {"Authorization": f"Bearer {other}"}
+    body = {"id": "queued-1", "text": "Source?", "label": "question", "source": "myqueue:ann"}
+    assert client.post("/v1/feedback", json=body, headers=first).status_code == 201
+    again = client.post("/v1/feedback", json=body, headers=second)
+    assert again.status_code == 200 and again.get_json()["status"] == "unchanged"
+    changed = client.post("/v1/feedback", json={**body, "label": "other"}, headers=second)
+    assert changed.status_code == 200 and changed.get_json()["status"] == "updated"
+
+
+def export_rows_with(client, headers: dict[str, str]) -> list[dict[str, str]]:
+    r = client.get("/v1/feedback/export", headers=headers)
+    assert r.status_code == 200
+    return list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
+
+
+# -- long comments: a page carries what the model read, never the whole comment --------------------------
+
+
+def long_comment(n: int, cue: str = "Write to me on whatsapp +44 7700 900123 for cheap pills") -> str:
+    filler = "The council met again on Tuesday and the report was discussed at length by everyone. "
+    half = filler * (n // (2 * len(filler)) + 1)
+    return (half[:n // 2] + cue + " " + half)[:n]
+
+
+def test_the_queue_api_returns_the_window_of_a_long_comment(model_dir: Path, tmp_path: Path) -> None:
+    from modclf.window import bounded_window
+
+    window = 2000
+    client = make_app(model_dir, tmp_path, max_text_chars=window).test_client()
+    texts = [long_comment(300_000 + i) for i in range(3)]
+    for text in texts:
+        assert client.post("/v1/classify", json={"text": text}).get_json()["truncated"] is True
+    client.post("/v1/classify", json={"text": DISPUTE})
+    r = client.get("/v1/queue", query_string={"limit": 200})
+    assert len(r.get_data()) < 4 * window * 2 + 20_000  # not 900,000 characters of comments
+    items = r.get_json()["items"]
+    assert [i["text"] for i in items[3:]] == [DISPUTE] and items[3]["omitted_chars"] == 0
+    for item, text in zip(items, texts):
+        assert item["text"] == bounded_window(text, window).text  # exactly what the model read
+        assert "whatsapp +44 7700 900123" in item["text"]  # the buried contact is in it
+        assert item["omitted_chars"] == len(text) - sum(len(p) for p in item["text"].split("\n...\n"))
+        assert item["omitted_chars"] > 290_000
+
+
+def test_shown_text_locates_every_stretch_of_the_window() -> None:
+    from modclf.queue import shown_text
+
+    text = "head\n...\nstill the head " * 30 + long_comment(50_000) + " the very end"
+    shown = shown_text(text, 1000)
+    assert len(shown.text) <= 1000 and shown.total == len(text)
+    assert shown.omitted == len(text) - sum(d - c for _, _, c, d in shown.parts)
+    for a, b, c, d in shown.parts:
+        assert shown.text[a:b] == text[c:d]
+    assert shown.parts[0][2] == 0 and shown.parts[-1][3] == len(text)  # head and tail
+    assert any("whatsapp" in shown.text[a:b] for a, b, _, _ in shown.parts[1:-1])
+    assert shown_text(text, 1000) is shown  # computed once per process
+    short = shown_text(DISPUTE, 1000)
+    assert (short.text, short.omitted, short.parts) == (DISPUTE, 0, ((0, len(DISPUTE), 0, len(DISPUTE)),))

@@ -1,7 +1,9 @@
 """The moderation console at ``/moderate/``: the review queue for people.
 
 Server-rendered Jinja templates and one small script (``console/static/console.js``), no build
-step. Pages: the queue (comment text with the words that drove the prediction highlighted,
+step. Pages: the queue (comment text, as the model read it: a comment longer than the model's
+window is shown and explained on its bounded window, with "(shortened: N characters not shown)"
+where text was left out; with the words that drove the prediction highlighted,
 probability bars, approve / reject / relabel, keyboard shortcuts j/k/a/r/l, a counter of what is
 left) and the recent decisions (a table and a chart of actions and labels per day).
 
@@ -44,6 +46,7 @@ from flask.sessions import SecureCookieSessionInterface
 from ..errors import FeedbackError
 from ..explain import segments, word_spans
 from ..labels import LABELS
+from ..queue import shown_text
 from .auth import KeyRing
 from .errors import APIError
 from .queue_api import decide, get_queue
@@ -189,27 +192,48 @@ def _need_login() -> Response | None:
     return redirect(url_for("modclf_console.login_form"), code=303)
 
 
-def _highlight(item: Any, state: Any, moderator: Any) -> dict[str, Any]:
-    """Template data for one queue item: text pieces with highlight classes, probability bars."""
+def _gap(omitted: int) -> dict[str, Any]:
+    return {"text": f"\n(shortened: {omitted:,} characters not shown)\n", "cls": None, "title": None, "gap": True}
+
+
+def _highlight(item: Any, state: Any, moderator: Any, explain: bool = True) -> dict[str, Any]:
+    """Template data for one queue item: text pieces with highlight classes, probability bars.
+
+    Only what the model read is shown and explained (:func:`modclf.queue.shown_text`: the comment,
+    or its bounded window when it is longer than the model's window), with a "(shortened: N
+    characters not shown)" piece where text was left out, so an item costs at most the window
+    whatever its length. The explanation of the window is the model's: ``word_spans`` of a text
+    that fits the window explains exactly that text."""
+    shown = shown_text(item.text, state.window_chars)
+    spans = []
     try:
-        words = word_spans(moderator.model, item.text, item.label, window_chars=state.window_chars)
-        spans = words["spans"]
+        if explain:
+            spans = word_spans(moderator.model, shown.text, item.label, window_chars=state.window_chars)["spans"]
     except Exception:  # noqa: BLE001 - an explanation must never take the queue page down
         log.exception("console: no explanation for queue item %s", item.id)
-        spans = []
     strongest = max((abs(s["contribution"]) for s in spans), default=0.0) or 1.0
     pieces = []
-    for text, span in segments(item.text, spans):
-        if span is None or abs(span["contribution"]) < 0.15 * strongest:
-            pieces.append({"text": text, "cls": None, "title": None})
-            continue
-        level = min(4, 1 + int(4 * abs(span["contribution"]) / strongest * 0.999))
-        cls = f"{'pro' if span['contribution'] > 0 else 'con'}{level}"
-        pieces.append({"text": text, "cls": cls,
-                       "title": f"{span['contribution']:+.2f} toward {item.label}"})
+    done = 0  # characters of the comment accounted for (shown or marked as not shown)
+    for start, end, orig_start, orig_end in shown.parts:
+        if orig_start > done:
+            pieces.append(_gap(orig_start - done))
+        done = orig_end
+        local = [{**s, "start": max(s["start"], start) - start, "end": min(s["end"], end) - start}
+                 for s in spans if s["start"] < end and s["end"] > start]
+        for text, span in segments(shown.text[start:end], local):
+            if span is None or abs(span["contribution"]) < 0.15 * strongest:
+                pieces.append({"text": text, "cls": None, "title": None})
+                continue
+            level = min(4, 1 + int(4 * abs(span["contribution"]) / strongest * 0.999))
+            cls = f"{'pro' if span['contribution'] > 0 else 'con'}{level}"
+            pieces.append({"text": text, "cls": cls,
+                           "title": f"{span['contribution']:+.2f} toward {item.label}"})
+    if shown.total > done:
+        pieces.append(_gap(shown.total - done))
     top = sorted((s for s in spans if s["contribution"] > 0), key=lambda s: -s["contribution"])[:3]
     return {"item": item, "pieces": pieces, "why": [(s["text"], s["contribution"]) for s in top],
-            "bars": [(label, item.probabilities.get(label, 0.0)) for label in LABELS]}
+            "bars": [(label, item.probabilities.get(label, 0.0)) for label in LABELS],
+            "omitted": shown.omitted, "explained": explain}
 
 
 @bp.get("/")
@@ -228,7 +252,15 @@ def queue_page() -> Any:
     except FeedbackError as exc:
         log.error("console: queue unavailable: %s", exc)
         return render_template("error.html", message="The review queue is unavailable; try again shortly."), 503
-    items = [_highlight(item, state, moderator) for item in page.items]
+    # Explanations cost ~25 us a character in a worker that serves nothing else meanwhile: a page
+    # explains at most MODCLF_MAX_EXPLAIN_CHARS of comments, as ?explain=true does; the rest are
+    # shown without highlights.
+    budget = current_app.config["MODCLF"].max_explain_chars
+    items = []
+    for item in page.items:
+        cost = min(len(item.text), state.window_chars)
+        items.append(_highlight(item, state, moderator, explain=cost <= budget))
+        budget -= cost if cost <= budget else 0
     return render_template("queue.html", items=items, pending=page.pending, order=order, label=label,
                            model_version=moderator.version, page_size=PAGE_SIZE)
 

@@ -3,7 +3,10 @@
 - ``GET /v1/queue?order=oldest|uncertain&label=&source=&limit=&cursor=|offset=`` -> the pending
   items (``{"pending", "count", "items", "next_cursor"}``); ``pending`` counts every pending item
   matching the filters, ``next_cursor`` continues after the last item of this page (stable while
-  other moderators decide items, unlike ``offset``).
+  other moderators decide items, unlike ``offset``). An item's ``text`` is what the model read: the
+  comment, or for one longer than the model's window its bounded window (head, link stretches,
+  tail, joined by ``"\n...\n"``), with ``omitted_chars`` the characters left out (0 when whole),
+  so a page is at most ``limit`` x the window whatever was queued.
 - ``POST /v1/queue/{id}/decision`` ``{"action": "approve"|"reject", "label"?, "override"?}`` ->
   the decision, written into the feedback store in the same transaction (``status``: ``decided``,
   ``unchanged`` for a repeat, ``updated`` for an override); 409 for a different second decision
@@ -79,13 +82,14 @@ def list_pending(queue: ReviewQueue) -> dict[str, Any]:
     cursor = _one_arg("cursor")
     if cursor is not None and "offset" in request.args:
         raise APIError(400, "invalid_query", "give cursor or offset, not both")
+    window_chars = current_app.extensions["modclf"].window_chars  # texts as the model read them: bounded
     try:
         page = queue.pending(order=order, label=label, source=source, limit=limit, cursor=cursor, offset=offset)
     except ValueError as exc:
         raise APIError(400, "invalid_cursor", f"cursor: {exc}") from None
     except FeedbackError as exc:
         raise unavailable(exc, "listing") from None
-    return {"pending": page.pending, "count": len(page.items), "items": [i.as_dict() for i in page.items],
+    return {"pending": page.pending, "count": len(page.items), "items": [i.as_dict(window_chars) for i in page.items],
             "next_cursor": page.next_cursor}
 
 
