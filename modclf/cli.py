@@ -51,8 +51,8 @@ def _port(value: str) -> int:
         number = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
-    if not 1 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {number}")
+    if not 0 <= number <= 65535:  # 0: any free port, as the operating system picks
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {number}")
     return number
 
 
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     policy(p)
     p.add_argument("--bind", default=None, help="address to listen on (default: $MODCLF_BIND or 127.0.0.1:8000)")
     p.add_argument("--host", default=None, help="interface to listen on (with --port; overrides --bind)")
-    p.add_argument("--port", type=_port, default=None, help="TCP port (with --host; overrides --bind)")
+    p.add_argument("--port", type=_port, default=None, help="TCP port, 0 for any free one (with --host; overrides --bind)")
     p.add_argument("--workers", type=_workers, default=None,
                    help="worker processes, or auto: one per CPU for gevent workers, 2 x CPUs + 1 for sync/gthread "
                         "(default: $MODCLF_WORKERS or auto)")
