@@ -211,11 +211,25 @@ def test_moderating_by_keyboard_in_chromium(browser, model_dir: Path, tmp_path: 
 # -- long comments: shown and explained on the window the model read --------------------------------------
 
 
+def queue_page_explaining(client) -> tuple[Any, list[int]]:
+    """GET /moderate/, and the length of every text the page had explained (word_spans)."""
+    from modclf.serving import console
+
+    explained: list[int] = []
+    real = console.word_spans
+
+    def spy(model, text, label, **kw):
+        explained.append(len(text))
+        return real(model, text, label, **kw)
+
+    with mock.patch.object(console, "word_spans", spy):
+        return client.get("/moderate/"), explained
+
+
 def test_a_long_comment_is_shown_and_explained_on_its_window(model_dir: Path, tmp_path: Path) -> None:
     """Many comments far longer than the model's window: the page carries and explains only each
     one's window (head, the buried link, tail) with a "(shortened: N characters not shown)" marker,
     so its size and cost are bounded by page size x window; the text stays escaped."""
-    from modclf.serving import console
     from modclf.window import bounded_window
 
     window, n, length = 2000, 6, 150_000
@@ -229,15 +243,7 @@ def test_a_long_comment_is_shown_and_explained_on_its_window(model_dir: Path, tm
         text = (XSS + " " + filler * (length // len(filler)))[:length // 2] + middle + filler * (length // len(filler))
         texts.append(text[:length - i])
         assert client.post("/v1/classify", json={"text": texts[-1], "id": f"long-{i}"}).get_json()["truncated"]
-    explained: list[int] = []
-    real = console.word_spans
-
-    def spy(model, text, label, **kw):
-        explained.append(len(text))
-        return real(model, text, label, **kw)
-
-    with mock.patch.object(console, "word_spans", spy):
-        r = client.get("/moderate/")
+    r, explained = queue_page_explaining(client)
     html = r.get_data(as_text=True)
     assert r.status_code == 200
     assert len(explained) == n and max(explained) <= window  # only the window is explained
@@ -259,23 +265,14 @@ def test_a_long_comment_is_shown_and_explained_on_its_window(model_dir: Path, tm
 def test_a_page_explains_at_most_max_explain_chars(model_dir: Path, tmp_path: Path) -> None:
     """Explanations cost ~25 us a character in a worker that serves nothing else meanwhile: a page
     explains comments up to MODCLF_MAX_EXPLAIN_CHARS and shows the rest without highlights."""
-    from modclf.serving import console
-
     app = make_app(model_dir, tmp_path, admin_api_keys=ADMIN, max_text_chars=2000, max_explain_chars=5000)
     client = app.test_client()
     login(client)
     filler = "The council met again on Tuesday and the report was discussed at length by everyone. "
     for i in range(4):
         assert client.post("/v1/classify", json={"text": filler * 40 + f" www.pills-{i}.example", "id": f"b-{i}"}).status_code == 200
-    explained: list[int] = []
-    real = console.word_spans
-
-    def spy(model, text, label, **kw):
-        explained.append(len(text))
-        return real(model, text, label, **kw)
-
-    with mock.patch.object(console, "word_spans", spy):
-        html = client.get("/moderate/").get_data(as_text=True)
+    r, explained = queue_page_explaining(client)
+    html = r.get_data(as_text=True)
     assert len(explained) == 2 and sum(explained) <= 5000  # two windows of 2,000 fit, the third would not
     assert html.count("Not explained on this page") == 2
     assert all(f"www.pills-{i}.example" in html for i in range(4))  # every comment is still shown
