@@ -65,10 +65,10 @@ SEGMENT_CHARS = 300
 SEGMENT_STEP = 250
 MAX_SEGMENTS = 64
 
-#: What a comment gets when a sentence of it that carries a link or contact cue
-#: (:func:`modclf.window.cue_stretches`) reads as spam on its own while the whole comment would be
-#: approved: a plug appended to an ordinary comment is diluted below every threshold when the
-#: comment is read whole. Held, not rejected: the same line alone can be a cited source.
+#: What a comment gets when a sentence of it that carries a link, a contact or a plug, or one of its
+#: HTML anchors (:func:`modclf.window.cue_stretches`), reads as spam on its own while the whole
+#: comment would be approved: a plug added to an ordinary comment is diluted below every threshold
+#: when the comment is read whole. Held, not rejected: the same line alone can be a cited source.
 CUE_ACTION = "review"
 
 #: Texts the fast path must agree with scikit-learn on before it is used (saved model arrays carry
