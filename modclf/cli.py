@@ -263,6 +263,8 @@ def _stop_cleanly_on_termination() -> Iterator[None]:
 def _score(args: argparse.Namespace) -> int:
     settings = _settings(args, model_dir=args.model_dir, policy=args.policy)
     workers = args.workers  # 0: auto, resolved by score_file (one per available core)
+    if args.engine != "dask" and args.scheduler is not None:  # silently scoring locally is not what was asked
+        raise ConfigError("--scheduler is for --engine dask; add --engine dask, or leave --scheduler out")
     if args.engine == "dask":
         from .distributed import score_dask
 

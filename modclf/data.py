@@ -43,6 +43,8 @@ def read_labeled(path: str | Path, min_per_label: int = 0) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    if path.suffix.lower() in (".jsonl", ".json", ".ndjson", ".parquet", ".pq"):
+        raise DataError(f"{path}: labeled files are CSV (columns text,label); convert this {path.suffix} file to CSV")
     content = _decode(path)
     try:
         df = pd.read_csv(io.StringIO(content), dtype=str, keep_default_na=False)

@@ -42,3 +42,24 @@ def test_a_closed_stdout_ends_the_command_quietly(tmp_path: Path) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 1
     assert err == ""
+
+
+def test_a_scheduler_without_the_dask_engine_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--scheduler asks for a cluster: scoring locally instead, silently, is not what was asked."""
+    from modclf.cli import main
+
+    src = tmp_path / "in.csv"
+    src.write_text("text\nhello\n", encoding="utf-8")
+    assert main(["score", str(src), "-o", str(tmp_path / "out.csv"), "--scheduler", "tcp://127.0.0.1:8786"]) == 2
+    assert "--scheduler is for --engine dask" in capsys.readouterr().err
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_eval_names_a_labeled_file_that_is_not_csv(tmp_path: Path) -> None:
+    from modclf.data import read_labeled
+    from modclf.errors import DataError
+
+    path = tmp_path / "labeled.jsonl"
+    path.write_text('{"text": "hi", "label": "other"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="labeled files are CSV"):
+        read_labeled(path)
