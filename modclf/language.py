@@ -145,12 +145,7 @@ def dominant_script(text: str) -> str | None:
     needs to know."""
     if text.isascii():
         return LATIN if any(c.isalpha() for c in text) else None
-    counts: Counter[str] = Counter()
-    for c in unicodedata.normalize("NFKC", text):
-        if c.isalpha():
-            name = unicodedata.name(c, "")
-            if name:
-                counts[name.split(" ", 1)[0]] += 1
+    counts = _scripts_of_letters(unicodedata.normalize("NFKC", text), with_ascii=True)
     if not counts:
         return None
     script = counts.most_common(1)[0][0]
@@ -290,10 +285,12 @@ FOREIGN_SCRIPT_LETTERS = 6
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?\u3002\u061f])\s+|\n+")
 
 
-def _scripts_of_letters(text: str) -> Counter[str]:
+def _scripts_of_letters(text: str, with_ascii: bool = False) -> Counter[str]:
+    """Letters of ``text`` per script (the first word of their Unicode name), in order of first
+    appearance; ASCII letters (all "LATIN") only ``with_ascii``."""
     counts: Counter[str] = Counter()
     for c in text:
-        if c.isalpha() and not c.isascii():
+        if c.isalpha() and (with_ascii or not c.isascii()):
             name = unicodedata.name(c, "")
             if name:
                 counts[name.split(" ", 1)[0]] += 1
