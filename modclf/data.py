@@ -20,6 +20,12 @@ log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("text", "label")
 MAX_REPORTED_PROBLEMS = 20
+#: Optional column: how many times a row counts in training (a whole number from 1 to MAX_WEIGHT;
+#: empty or no column means 1). Training reads a row of weight k as k copies of it, in document
+#: frequencies and in the loss alike, so the corpus can lean on the rows most like real comments
+#: (see data/DATASHEET.md) without writing them out several times.
+WEIGHT_COLUMN = "weight"
+MAX_WEIGHT = 10
 
 
 def _decode(path: Path) -> str:
@@ -67,6 +73,9 @@ def read_labeled(path: str | Path, min_per_label: int = 0) -> pd.DataFrame:
             problems.append(
                 f"{where}: field 'label': unknown label {label!r} (allowed: {', '.join(LABELS)})"
             )
+        if WEIGHT_COLUMN in df.columns and _weight(df[WEIGHT_COLUMN].iat[i - 1]) is None:
+            problems.append(f"{where}: field {WEIGHT_COLUMN!r}: {df[WEIGHT_COLUMN].iat[i - 1]!r} is not a whole "
+                            f"number from 1 to {MAX_WEIGHT} (leave it empty for 1)")
     if problems:
         more = len(problems) - MAX_REPORTED_PROBLEMS
         shown = problems[:MAX_REPORTED_PROBLEMS] + ([f"... and {more} more problem(s)"] if more > 0 else [])
@@ -75,6 +84,22 @@ def read_labeled(path: str | Path, min_per_label: int = 0) -> pd.DataFrame:
         check_label_counts(df, min_per_label, str(path))
     log.info("read %d labeled rows from %s", len(df), path)
     return df
+
+
+def _weight(value: str) -> int | None:
+    value = value.strip()
+    if not value:
+        return 1
+    if not value.isascii() or not value.isdigit():
+        return None
+    return int(value) if 1 <= int(value) <= MAX_WEIGHT else None
+
+
+def row_weights(df: pd.DataFrame) -> list[int]:
+    """The training weight of every row of a frame read by :func:`read_labeled` / :func:`read_many`."""
+    if WEIGHT_COLUMN not in df.columns:
+        return [1] * len(df)
+    return [_weight(v) or 1 for v in df[WEIGHT_COLUMN].fillna("").astype(str)]
 
 
 def check_label_counts(df: pd.DataFrame, min_per_label: int, source: str) -> None:

@@ -88,8 +88,13 @@ def build_pipeline(seed: int = 0, C: float = DEFAULT_C, class_weight: dict[str, 
     )
 
 
-def fit_model(texts: Sequence[str], labels: Sequence[str], seed: int = 0) -> Pipeline:
+def fit_model(texts: Sequence[str], labels: Sequence[str], seed: int = 0,
+              weights: Sequence[int] | None = None) -> Pipeline:
     """Fit the shipped model exactly as train.py does (prior re-weighting included).
+
+    ``weights`` (whole numbers, see :data:`modclf.data.WEIGHT_COLUMN`) count a row that many times,
+    in the vectorizers' document frequencies and in the classifier's loss, exactly as if it were
+    repeated in the data.
 
     Fitted by :func:`modclf.fitting.fit_pipeline_lean`: the same fitted pipeline as
     ``Pipeline.fit`` (same vocabulary, idf and objective) in a fraction of its memory, so corpora
@@ -98,7 +103,16 @@ def fit_model(texts: Sequence[str], labels: Sequence[str], seed: int = 0) -> Pip
     """
     from .fitting import fit_pipeline_lean
 
+    if weights is not None:
+        texts, labels = repeat_rows(texts, weights), repeat_rows(labels, weights)
     return fit_pipeline_lean(build_pipeline(seed, class_weight=prior_class_weight(labels)), texts, labels)
+
+
+def repeat_rows(values: Sequence[Any], weights: Sequence[int]) -> list[Any]:
+    """Each of ``values`` repeated its weight's number of times, in order."""
+    if len(values) != len(weights):
+        raise ValueError(f"{len(values)} rows but {len(weights)} weights")
+    return [v for v, k in zip(values, weights) for _ in range(int(k))]
 
 
 def build_baseline(seed: int = 0) -> Pipeline:

@@ -32,7 +32,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from tqdm.auto import tqdm
 
-from .data import DataError, check_label_counts, read_many
+from .data import WEIGHT_COLUMN, DataError, check_label_counts, read_many, row_weights
 from .evaluation import compare_line, compute_metrics, format_report
 from .feedback import HAM, Decision, FeedbackError, FeedbackStore, resolve_db_url
 from .atomic import fsync_dir
@@ -58,13 +58,14 @@ def text_key(text: str) -> str:
 
 def merge_decisions(corpus: pd.DataFrame, decisions: Sequence[Decision],
                     non_spam_label: Callable[[list[str]], list[str]] | None) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Corpus rows (text, label) with the decisions applied; also counts of what happened.
+    """Corpus rows (text, label, weight) with the decisions applied; also counts of what happened.
 
     ``non_spam_label`` gives the most probable non-spam label of texts (for ``ham`` decisions); when
     None (no current model) a ham decision on a text without a non-spam corpus label is an error,
     since it cannot be turned into a label without guessing.
     """
     df = corpus[["text", "label"]].copy()
+    df[WEIGHT_COLUMN] = row_weights(corpus)  # a relabeled row keeps its weight; added rows count once
     keys = df["text"].map(text_key)
     final: dict[str, tuple[str, str]] = {}  # key -> (text, label); later decisions are newer
     for d in sorted(decisions, key=lambda d: d.updated_at):
@@ -88,7 +89,8 @@ def merge_decisions(corpus: pd.DataFrame, decisions: Sequence[Decision],
     present = set(keys)
     added = [(text, label) for k, (text, label) in final.items() if k not in present]
     if added:
-        df = pd.concat([df, pd.DataFrame(added, columns=["text", "label"])], ignore_index=True)
+        df = pd.concat([df, pd.DataFrame([(text, label, 1) for text, label in added],
+                                         columns=["text", "label", WEIGHT_COLUMN])], ignore_index=True)
     stats = {"decisions": len(decisions), "distinct_texts": len(final), "corpus_rows_relabeled": changed,
              "corpus_rows_confirmed": int(overridden.sum()) - changed, "rows_added": len(added),
              "ham_decisions": len(ham_keys)}
@@ -138,6 +140,7 @@ def retrain_with_feedback(data_paths: Sequence[str | Path], model_dir: str | Pat
     check_label_counts(merged, 2, "merged corpus and feedback")
     texts = merged["text"].to_numpy(dtype=object)
     labels = merged["label"].to_numpy(dtype=object)
+    weights = merged[WEIGHT_COLUMN].to_numpy()
     try:
         train_idx, test_idx = train_test_split(np.arange(len(merged)), test_size=HELDOUT_FRACTION, random_state=seed,
                                                stratify=labels)
@@ -145,7 +148,7 @@ def retrain_with_feedback(data_paths: Sequence[str | Path], model_dir: str | Pat
         raise DataError(f"merged data too small for a stratified held-out split: {exc}") from None
     report(f"training the candidate on {len(train_idx)} rows; held out: {len(test_idx)} rows (seed {seed})")
     with tqdm(total=1, desc="fitting candidate", disable=not progress, leave=False) as bar:
-        candidate = fit_model(list(texts[train_idx]), list(labels[train_idx]), seed)
+        candidate = fit_model(list(texts[train_idx]), list(labels[train_idx]), seed, list(weights[train_idx]))
         bar.update()
     y_true = list(labels[test_idx])
     held_texts = list(texts[test_idx])

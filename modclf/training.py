@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 from tqdm.auto import tqdm
 
 from . import __version__
-from .data import DataError, read_labeled, read_many
+from .data import DataError, read_labeled, read_many, row_weights
 from .evaluation import compare_line, compute_metrics, format_report, save_confusion_png
 from .labels import LABELS
 from .settings import DEFAULT_DATA
@@ -58,23 +58,29 @@ def data_fingerprint(paths: Sequence[str | Path]) -> dict[str, str]:
 
 
 def cross_validate(
-    fit: Callable[[np.ndarray, np.ndarray], Pipeline],
+    fit: Callable[..., Pipeline],
     texts: Sequence[str],
     labels: Sequence[str],
     folds: int,
     seed: int,
     desc: str,
     progress: bool = True,
+    weights: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Stratified k-fold out-of-fold predictions, one fold at a time with a progress bar."""
+    """Stratified k-fold out-of-fold predictions, one fold at a time with a progress bar.
+
+    Folds split rows, not their weighted copies: ``fit(texts, labels)`` gets the training rows'
+    ``weights`` as a third argument when they are given, and every held-out row is predicted once.
+    """
     y = np.asarray(labels)
     X = np.asarray(texts, dtype=object)
+    w = None if weights is None else np.asarray(weights)
     pred = np.empty(len(y), dtype=object)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for train_idx, test_idx in tqdm(
         list(splitter.split(X, y)), desc=desc, unit="fold", disable=not progress, leave=False
     ):
-        model = fit(X[train_idx], y[train_idx])
+        model = fit(X[train_idx], y[train_idx]) if w is None else fit(X[train_idx], y[train_idx], w[train_idx])
         pred[test_idx] = model.predict(X[test_idx])
     return pred
 
@@ -94,14 +100,19 @@ def train(
     if folds == 1 or folds < 0:
         raise DataError("--folds must be 0 (no cross-validation) or at least 2")
     texts, labels = df["text"].tolist(), df["label"].tolist()
+    weights = row_weights(df)
     n_rows = len(df)
     report(f"training on {n_rows} comments from {', '.join(str(p) for p in data_paths)}")
+    if any(k != 1 for k in weights):
+        report(f"weights: {sum(k != 1 for k in weights)} rows count more than once ({sum(weights)} weighted rows)")
+    weighted = weights if any(k != 1 for k in weights) else None
     report("label counts: " + ", ".join(f"{label} {int((df['label'] == label).sum())}" for label in LABELS))
     del df  # its other columns (ids, topics, ...) are a few hundred MB on a million rows
 
     metrics: dict[str, Any] = {}
     if folds >= 2:
-        cv_pred = cross_validate(lambda tx, ty: fit_model(tx, ty, seed), texts, labels, folds, seed, "cross-validating model", progress)
+        cv_pred = cross_validate(lambda tx, ty, tw=None: fit_model(tx, ty, seed, tw), texts, labels, folds, seed,
+                                 "cross-validating model", progress, weights=weighted)
         cv = compute_metrics(labels, cv_pred)
         base_pred = cross_validate(lambda tx, ty: build_baseline(seed).fit(tx, ty), texts, labels, folds, seed, "cross-validating baseline", progress)
         base = compute_metrics(labels, base_pred)
@@ -112,9 +123,10 @@ def train(
         report("cross-validation skipped (--folds 0)")
 
     with tqdm(total=1, desc="fitting final model", disable=not progress, leave=False) as bar:
-        pipeline = fit_model(texts, labels, seed)
+        pipeline = fit_model(texts, labels, seed, weighted)
         bar.update()
-    meta = build_meta(pipeline, data_paths, texts, seed, metrics)
+    meta = build_meta(pipeline, data_paths, texts, seed, metrics,
+                      training_extra={"weighted_rows": sum(weights)} if weighted is not None else None)
     meta = save_artifact(pipeline, meta, model_dir)
     saved = [str(model_dir / "model.joblib"), str(model_dir / META_FILE)]
     if "cross_validation" in metrics:

@@ -43,6 +43,14 @@ def test_moderator_label_overrides_the_corpus_label_for_the_same_text() -> None:
     assert stats["corpus_rows_relabeled"] == 2 and stats["corpus_rows_confirmed"] == 1 and stats["rows_added"] == 1
 
 
+def test_merged_rows_keep_their_training_weight() -> None:
+    corpus = pd.DataFrame({"text": ["Great piece", "Where is it?"], "label": ["support", "question"],
+                           "weight": ["3", ""]})
+    decisions = [_decision("1", "Great piece", "dispute"), _decision("2", "A new comment", "other")]
+    merged, _ = merge_decisions(corpus, decisions, None)
+    assert merged[["label", "weight"]].values.tolist() == [["dispute", 3], ["question", 1], ["other", 1]]
+
+
 def test_ham_decisions_keep_a_non_spam_label_or_ask_the_current_model() -> None:
     corpus = pd.DataFrame({"text": ["Thanks!", "buy now www.x.com"], "label": ["support", "spam"]})
     decisions = [_decision("1", "Thanks!", HAM), _decision("2", "buy now www.x.com", HAM), _decision("3", "Hmm ok", HAM)]

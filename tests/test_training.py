@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 import train as train_cli
-from modclf.data import DataError, read_labeled
+from modclf.data import DataError, read_labeled, read_many, row_weights
 from modclf.labels import LABELS
-from modclf.model import ModelError, load_artifact, sha256_file
-from modclf.training import train
+from modclf.model import ModelError, fit_model, load_artifact, sha256_file
+from modclf.training import cross_validate, train
 
 from .conftest import DATA
 
@@ -42,6 +42,11 @@ def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
         ("id,text,label\na1,ok,other\na2,  ,spam\n", "row 2 (id=a2): field 'text': empty text"),
         (b"text,label\nfine,other\ncaf\xe9,other\n", "line 3: not valid UTF-8"),
         ("", "not a readable CSV file"),
+        ("text,label,weight\nok,other,2\nhello,other,0\n", "row 2: field 'weight': '0' is not a whole number from 1 to 10"),
+        ("text,label,weight\nhello,other,2.5\n", "row 1: field 'weight': '2.5' is not a whole number"),
+        ("text,label,weight\nhello,other,11\n", "row 1: field 'weight': '11' is not a whole number"),
+        ("text,label,weight\nhello,other,-1\n", "row 1: field 'weight': '-1' is not a whole number"),
+        ("text,label,weight\nhello,other,\u0663\n", "row 1: field 'weight': '\u0663' is not a whole number"),
     ],
 )
 def test_bad_training_data_names_file_row_and_field(tmp_path: Path, content: str | bytes, expected: str) -> None:
@@ -162,3 +167,59 @@ def test_two_training_processes_write_byte_identical_models(tmp_path: Path, smal
                         "--model-dir", str(tmp_path / name)], cwd=DATA.parent.parent, check=True, capture_output=True)
         digests.append(sha256_file(tmp_path / name / "model.joblib"))
     assert digests[0] == digests[1]
+
+
+# -- row weights --------------------------------------------------------------------------------------
+
+def test_weight_column_is_optional_and_empty_means_one(tmp_path: Path) -> None:
+    assert row_weights(read_labeled(write(tmp_path, "a.csv", "text,label\nhi,other\n"))) == [1]
+    path = write(tmp_path, "b.csv", "text,label,weight\nhi,other,\nyo,support,3\n")
+    assert row_weights(read_labeled(path)) == [1, 3]
+    both = read_many([write(tmp_path, "c.csv", "text,label\nhey,other\n"), path])
+    assert row_weights(both) == [1, 1, 3]
+
+
+def test_a_weighted_row_trains_exactly_as_that_many_copies(small_csv: Path) -> None:
+    df = pd.read_csv(small_csv, dtype=str, keep_default_na=False)
+    texts, labels = df["text"].tolist(), df["label"].tolist()
+    weights = [1 + (i % 3 == 0) * 2 for i in range(len(texts))]  # every third row counts three times
+    weighted = fit_model(texts, labels, 0, weights)
+    copies = fit_model([t for t, k in zip(texts, weights) for _ in range(k)],
+                       [y for y, k in zip(labels, weights) for _ in range(k)], 0)
+    plain = fit_model(texts, labels, 0)
+    assert np.array_equal(weighted[-1].coef_, copies[-1].coef_)
+    # the weights did change the fit: a term of a weighted row counts in min_df once per copy
+    assert weighted[-1].coef_.shape != plain[-1].coef_.shape or not np.allclose(weighted[-1].coef_, plain[-1].coef_)
+
+
+def test_cross_validation_holds_out_rows_and_trains_on_their_weights() -> None:
+    texts = [f"comment {i}" for i in range(20)]
+    labels = ["spam", "other"] * 10
+    weights = list(range(1, 21))
+    seen: list[tuple[list[str], list[int]]] = []
+
+    class Echo:
+        def predict(self, X):  # noqa: ANN001, ANN202
+            return np.asarray(["other"] * len(X), dtype=object)
+
+    def fit(tx, ty, tw=None):  # noqa: ANN001, ANN202
+        seen.append((list(tx), list(tw)))
+        return Echo()
+
+    pred = cross_validate(fit, texts, labels, 4, 0, "cv", progress=False, weights=weights)
+    assert len(pred) == 20 and len(seen) == 4
+    for tx, tw in seen:
+        assert len(tx) == 15 and tw == [int(t.split()[1]) + 1 for t in tx]  # each row's own weight
+    assert sorted(t for tx, _ in seen for t in tx) == sorted(texts * 3)  # every row held out exactly once
+
+
+def test_train_records_weighted_rows(tmp_path: Path, small_csv: Path) -> None:
+    df = pd.read_csv(small_csv, dtype=str, keep_default_na=False)
+    df["weight"] = ["2" if i % 2 else "" for i in range(len(df))]
+    path = tmp_path / "weighted.csv"
+    df.to_csv(path, index=False)
+    lines: list[str] = []
+    meta = train([path], tmp_path / "m", folds=0, progress=False, report=lines.append)
+    assert meta["training_data"]["rows"] == len(df)
+    assert meta["training_data"]["weighted_rows"] == len(df) + len(df) // 2
+    assert any("rows count more than once" in line for line in lines)
