@@ -297,6 +297,19 @@ def _scripts_of_letters(text: str, with_ascii: bool = False) -> Counter[str]:
     return counts
 
 
+def _mixed_script_word(text: str, trusted_scripts: frozenset[str]) -> str | None:
+    """The script of a letter of an untrusted script inside a word that also has ASCII letters
+    ("syriamp3.ꓚom", "Ꮯheck"), or None. No language writes one word in two scripts; a disguise does,
+    with a single look-alike letter, below FOREIGN_SCRIPT_LETTERS."""
+    for word in text.split():
+        if word.isascii() or not any("a" <= c <= "z" or "A" <= c <= "Z" for c in word):
+            continue
+        for script in _scripts_of_letters(word):
+            if script != LATIN and script not in trusted_scripts:
+                return script
+    return None
+
+
 def foreign_stretch(text: str, trusted_languages: frozenset[str], trusted_scripts: frozenset[str]) -> str | None:
     """The language (or the script) of a part of ``text`` written in a language not in
     ``trusted_languages``, or None when every part that can be told is in a trusted one.
@@ -315,6 +328,10 @@ def foreign_stretch(text: str, trusted_languages: frozenset[str], trusted_script
             foreign = sum(n for script, n in scripts.items() if script not in trusted_scripts)
             if foreign >= FOREIGN_SCRIPT_LETTERS:
                 return max((s for s in scripts if s not in trusted_scripts), key=scripts.__getitem__)
+            if foreign:
+                mixed = _mixed_script_word(folded, trusted_scripts)
+                if mixed is not None:
+                    return mixed
     pieces = []
     for sentence in _SENTENCE_SPLIT.split(text):
         words = sentence.split()

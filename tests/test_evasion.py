@@ -56,8 +56,9 @@ def test_compatibility_forms(disguised: str, plain: str) -> None:
 
 
 @pytest.mark.parametrize("invisible", ["\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\u2060", "\u2062", "\ufeff",
-                                       "\u00ad", "\u034f", "\u180e", "\ufe0f", "\ufe00", "\U000e0100", "\u202e",
-                                       "\u2066", "\u061c", "\U000e0041", "\U000e0020"])
+                                       "\u00ad", "\u034f", "\u180e", "\ufe0f", "\ufe00", "\U000e0100", "\u202d",
+                                       "\u2066", "\u061c", "\U000e0041", "\U000e0020", "\u0600", "\u06dd", "\ufff9",
+                                       "\U00013430", "\u070f"])
 def test_invisible_characters(invisible: str) -> None:
     assert normalize_text(f"b{invisible}u{invisible}y n{invisible}{invisible}ow") == "buy now"
     assert normalize_text(f"site{invisible}.com") == "zzurl"
@@ -65,6 +66,8 @@ def test_invisible_characters(invisible: str) -> None:
 
 def test_combining_marks_over_latin_letters() -> None:
     assert normalize_text("b\u0336\u032eu\u1dc4y c\u0301h\u0308e\u0327a\u0303p") == "buy cheap"
+    # marks of any script, not only the Latin diacritics (Devanagari, Vedic, kana, musical symbols)
+    assert normalize_text("syriamp3.c\u0951o\u1cd0m s\u3099a\U0001d167le") == "zzurl sale"
     assert normalize_text("ś̸i̴t̷e̶.c̵o̷m̶") == "zzurl"
     assert normalize_text("café déjà vu, naïve") == "cafe deja vu, naive"  # Latin accents go with them
 
@@ -95,6 +98,45 @@ def test_spelled_out(disguised: str, plain: str) -> None:
 ])
 def test_dot_words(disguised: str, plain: str) -> None:
     assert normalize_text(disguised) == plain
+
+
+@pytest.mark.parametrize("disguised, plain", [
+    # bare domains under top-level domains beyond the common ones, written as a domain
+    ("girls are waiting for you at syriangirls.vip", "girls are waiting for you at zzurl"),
+    ("all the songs: tiny.one/syriamp3", "all the songs: zzurl"),
+    ("SYRIAMP3.TO", "zzurl zzcaps"),
+    ("visit dubai-prime-homes.ae today", "visit zzurl today"),
+    # dots that are not a full stop, a leet top-level domain, percent-escapes
+    ("on syriamp3\u3002com if anyone wants", "on zzurl if anyone wants"),
+    ("syriamp3\u00b7com", "zzurl"), ("syriamp3\u06d4com", "zzurl"), ("syriamp3\u2e33com", "zzurl"),
+    ("syriamp3,com", "zzurl"), ("syriamp3_com", "zzurl"), ("5yr14ng1rl5.c0m", "zzurl"),
+    ("syriamp3%2Ecom", "zzurl"), ("%73%79%72%69%61%6D%70%33%2E%63%6F%6D", "zzurl"),
+    # a link stored backwards behind a right-to-left override shows forwards, so it reads forwards
+    ("Great piece. \u202emoc.3pmairys.www ta sgnos eerF\u202c", "great piece. free songs at zzurl"),
+    # inline HTML tags and HTML comments inside a word join it; block tags separate words
+    ("syriamp3.c<abbr></abbr>om", "zzurl"), ("syriamp3.c<!---->om", "zzurl"), ("one<br>two<p>three", "one two three"),
+    # hooked and stroked Latin letters, regional-indicator letters, digits of other scripts
+    ("H\u00f8\u01ad Syrian \u0260\u0268\u024d\u0142\u0282", "hot syrian girls"),
+    ("C\u0266\u0247\u0188\u0199 out my \u0188\u0266\u2c65\u0272\u0272\u0247\u0142", "check out my channel"),
+    ("\U0001f1f8\u200b\U0001f1fe\u200b\U0001f1f7\U0001f1ee\U0001f1e6mp3.to", "zzurl"),
+    ("loans: +\u0669\u0666\u0663 \u0669\u0664\u0664 \u0661\u0662\u0663 \u0664\u0665\u0666", "loans: zzphone"),
+    ("loans: +963\u2022944\u2022123\u2022456", "loans: zzphone"),
+])
+def test_more_link_disguises(disguised: str, plain: str) -> None:
+    assert normalize_text(disguised) == plain
+
+
+@pytest.mark.parametrize("text, expected", [
+    # a missing space after a full stop is not a domain, nor are abbreviations, numbers and snake_case
+    ("They own two houses themselves.so of course", "they own two houses themselves.so of course"),
+    ("It ends.It was bad.To be fair", "it ends.it was bad.to be fair"),
+    ("e.g. the U.S. and i.e. version 2.0, 1,000 dollars", "e.g. the u.s. and i.e. version 2.0, 1,00 dollars"),  # (runs cut to two)
+    ("the snake_case name, we,com", "the snake_case name, we,com"),
+    ("100% sure, 50%off", "100% sure, 50%off"),
+    ("in 2012 and 2013", "in 2012 and 2013"),
+])
+def test_not_domains(text: str, expected: str) -> None:
+    assert normalize_text(text) == expected
 
 
 @pytest.mark.parametrize("text, expected", [

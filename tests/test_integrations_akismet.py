@@ -474,6 +474,20 @@ def test_a_comment_with_a_part_in_another_language_is_never_published(fuzz_app) 
     assert answer(r) == "true" and "(CYRILLIC)" in r.headers["X-modclf-reason"]
 
 
+def test_a_plug_in_the_author_name_is_held(fuzz_app) -> None:
+    """Sites show the author name above the comment, linked to the author URL: the classic place for
+    a link drop beside an innocent comment. An ordinary name is no signal."""
+    client = fuzz_app.test_client()
+    r = client.post(f"{V11}/comment-check", data=form(comment_content=ORDINARY,
+                                                      comment_author="FREE MP3 DOWNLOAD www.syriamp3.com",
+                                                      comment_author_url="https://www.syriamp3.com/free-mp3"))
+    assert answer(r) == "true" and "author name" in r.headers["X-modclf-reason"]
+    for name in ("Jane Doe", "Abu Mohammed", "Dr. Ahmed Hassan"):
+        r = client.post(f"{V11}/comment-check", data=form(comment_content=ORDINARY, comment_author=name,
+                                                          comment_author_url="https://janedoe.example.org/"))
+        assert answer(r) == "false", name
+
+
 def test_duplicates_first_occurrence_wins(fuzz_app) -> None:
     client = fuzz_app.test_client()
     body = encoded([("api_key", KEY), ("api_key", "wrong"), ("blog", BLOG), ("blog", "nonsense"), ("user_ip", "192.0.2.1"),

@@ -138,6 +138,17 @@ def test_a_part_in_an_untrusted_language_keeps_the_comment_from_approval(moderat
     assert moderator.classify([ENGLISH])[0].action == "approve"  # the English alone is approvable
 
 
+@pytest.mark.parametrize("word, script", [("syriamp3.\ua4dar", "LISU"), ("\u13dfheck", "CHEROKEE"),
+                                          ("syriamp3.\u2ca5\u2c9f\u2c99", "COPTIC"), ("\u03a1utin", "GREEK")])
+def test_a_word_mixing_latin_with_another_script_is_a_foreign_part(moderator, word: str, script: str) -> None:
+    """A single look-alike letter of a script no trusted language uses, inside a Latin word (below the
+    letter count that makes a comment foreign): no language writes a word so, a disguise does."""
+    text = f"Heartbreaking report from Aleppo, the songs are on {word} if anyone wants them."
+    assert moderator.foreign_part(text) == script
+    assert moderator.classify([text])[0].action != "approve"
+    assert moderator.foreign_part("Caf\u00e9 au lait in Z\u00fcrich, na\u00efve but fine.") is None  # Latin letters
+
+
 def test_english_comments_seldom_have_a_foreign_part(moderator) -> None:
     """Of the 1,125 validation comments identified as English as a whole, one has a part in another
     language (an English blessing followed by the same in Arabic, rightly held): the check does not

@@ -38,7 +38,20 @@ CAPS_TOKEN = " zzcaps "
 
 # ---------------------------------------------------------------- the reference (original code)
 
-_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^<>]{0,200}>")
+_TAG = re.compile(r"<\s*/?\s*([a-zA-Z][a-zA-Z0-9]*)[^<>]{0,200}>|<!--.{0,200}?-->", re.DOTALL)
+_RLO_RUN = re.compile("\u202e([^\u202c\n]*)")
+_PERCENT_ESCAPE = re.compile(r"%([0-9a-fA-F]{2})")
+
+
+def _unpercent(match: re.Match) -> str:
+    c = chr(int(match.group(1), 16))
+    return c if c.isascii() and (c.isalnum() or c in "-./:_~") else match.group()
+
+
+def reference_mark_domains(text: str) -> str:
+    for start, end in reversed(T.domain_spans_plain(text)):
+        text = text[:start] + URL_TOKEN + text[end:]
+    return text
 _SHORTENER = re.compile(
     r"\b(?:bit\s*\.?\s*ly|goo\s*\.?\s*gl|tinyurl|t\.co|ow\.ly|is\.gd|buff\.ly|cutt\.ly|rb\.gy|"
     r"shorturl\s*\.?\s*at|tiny\s*\.?\s*cc|adf\.ly|youtu\.be)\b(?:\s*/\s*\S+)?",
@@ -58,7 +71,7 @@ _OBFUSCATED = re.compile(
     
 )
 _EMAIL = re.compile(r"\b[\w.+-]+\s*(?:@|\(at\)|\[at\])\s*[\w-]+\s*(?:\.|\bdot\b)\s*[a-z]{2,}\b")
-_PHONE = re.compile(r"(?<![\w])\+?\d[\d\s().-]{7,}\d(?![\w])")
+_PHONE = re.compile(r"(?<![\w])\+?\d[\d\s().\u2022\u00b7_-]{7,}\d(?![\w])")
 _MENTION = re.compile(r"(?<![\w@])@[\w.]{2,}")
 _REPEAT = re.compile(r"(.)\1{2,}", re.DOTALL)
 
@@ -155,12 +168,13 @@ def reference_normalize_text(text: str) -> str:
     """modclf.text.normalize_text as it was before it was optimized (all regexes, no gates)."""
     if "&" in text:
         text = html.unescape(text)
+    text = _PERCENT_ESCAPE.sub(_unpercent, text)
+    text = _RLO_RUN.sub(lambda m: m.group(1)[::-1], text)
     if not text.isascii():
         text = reference_fold_unicode(text)
-    if "<" in text:
-        text = _TAG.sub(" ", text)
+    text = _TAG.sub(lambda m: "" if m.group(1) is None or m.group(1).lower() in T._INLINE_TAGS else " ", text)
     caps = _mostly_caps(text)
-    text = text.lower()
+    text = reference_mark_domains(text).lower()
     text = _BRACKET_DOT.sub(".", text)
     text = _SPELLED.sub(reference_join_spelled, text)
     text = _LOOSE_DOT.sub(".", text)
@@ -197,6 +211,10 @@ FRAGMENTS = [
     "⓿", "ⓦ", "𝐛", "\u00ad", "\u200d", "\ufe0f", "\U000e0041", "\u2066", "\u3164", "\u2800", "\u0301", "\u0336",
     "\u20e3", "\u0483", "e\u0301", "1\ufe0f\u20e3", "s i t e", "s.i.t.e", "c-h-e-a-p", " . ", " - ", "_", "*", "|",
     "•", "(.)", "[ . ]", "{dot}", "(dot)", " dot ", "dot xyz", ". com", " .com", "ru", "xyz", "1 2 3 4",
+    # bare domains, percent-escapes, overrides, inline tags, hooked letters, other digits, flag letters
+    ".to", ".TO", ".vip/x", "site.lol", "SITE", "。", "·", "\u06d4", ",com", "_com", "c0m", "%2E", "%2e", "%73", "%20",
+    "%", "\u202e", "\u202c", "<abbr>", "</abbr>", "<!--", "-->", "<br>", "ƈ", "ø", "ł", "ʂ", "٣", "०", "🇸", "\u0951",
+    "\u0600", "\ufff9",
 ]
 texts = st.one_of(
     st.text(max_size=120),
@@ -287,7 +305,21 @@ def test_disguise_tables() -> None:
         d = unicodedata.normalize("NFD", c)
         if len(d) > 1 and d[0] in _LATIN_OR_DIGIT and all(_in(T.MARK_RANGES, m) for m in d[1:]):
             base[c] = d[0]
-    assert T.LATIN_BASE == base
+    hooked = {c: plain for c, plain in T.LATIN_BASE.items() if c not in base}
+    assert {c: T.LATIN_BASE[c] for c in base} == base
+    for c, plain in hooked.items():  # the rest: Latin letters "with" a hook, stroke... by their Unicode name
+        name = unicodedata.name(c)
+        assert name.startswith("LATIN ") and f" LETTER {plain.upper()} " in name + " " and plain.isalpha(), (c, name)
+    assert {"ƈ": "c", "ʂ": "s", "ł": "l", "ø": "o", "ƭ": "t", "ɨ": "i", "ⱥ": "a", "Ɍ": "R"}.items() <= hooked.items()
+    # every format character renders as nothing, every combining mark is a mark; every digit is folded
+    for c in map(chr, range(sys.maxunicode + 1)):
+        category = unicodedata.category(c)
+        if category == "Cf":
+            assert _in(T.IGNORABLE_RANGES, c), hex(ord(c))
+        elif category in ("Mn", "Me"):
+            assert _in(T.MARK_RANGES, c), hex(ord(c))
+        elif category == "Nd" and ord(c) < 0x10000 and not unicodedata.normalize("NFKC", c).isascii():
+            assert T.ALWAYS_FOLD.get(c) == str(unicodedata.decimal(c)), hex(ord(c))
     for c, plain in T.ALWAYS_FOLD.items():
         assert ord(c) < T.FLAG_TABLE_SIZE and not 0x0370 <= ord(c) <= 0x058F and plain.isascii() and 1 <= len(plain) <= 2
     expected = {bit: np.zeros(T.FLAG_TABLE_SIZE, dtype=bool) for bit in (K.IGNORABLE, K.MARK, K.FOLD, K.LATIN)}

@@ -45,10 +45,13 @@ Parameters (comment-check, submit-spam, submit-ham), and what this service does 
 ``permalink``                   part of a submission's identity (see below)
 ``comment_type``                accepted, not used: every type's text is judged the same way
 ``comment_author``              ``akismet-guaranteed-spam`` (or the older ``viagra-test-123``)
-                                always gives ``true``; part of a submission's identity
+                                always gives ``true``; otherwise read on its own by the model: a
+                                name that reads as spam (a plug, a link) gives ``true`` with
+                                ``X-modclf-reason``; part of a submission's identity
 ``comment_author_email``        ``akismet-guaranteed-spam@example.com`` always gives ``true``;
                                 part of a submission's identity
-``comment_author_url``          accepted, not used (the classifier is trained on comment text)
+``comment_author_url``          accepted, not used (a commenter's own website is ordinary; a bare
+                                URL tells the model nothing)
 ``comment_content``             the text judged (HTML: tags removed, link targets kept); empty ->
                                 ``false`` on comment-check, ``Missing required field:
                                 comment_content.`` on submissions (a decision without text cannot
@@ -127,7 +130,7 @@ import hashlib
 import ipaddress
 import logging
 import re
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from flask import Blueprint, Response, current_app, request
@@ -170,6 +173,8 @@ PARAMETERS = frozenset({
 })
 #: Most form fields one call may carry (WordPress sends a few dozen, $_SERVER variables included).
 MAX_FIELDS = 1000
+#: An author name longer than this is read by its head (names are short; the body cap bounds the field).
+MAX_AUTHOR_CHARS = 500
 #: Text codecs Python has that are not charsets for form text: escape decoders (they interpret
 #: backslashes and can produce lone surrogates) and domain-name codecs (strict only, ASCII input).
 NOT_CHARSETS = frozenset({"unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined"})
@@ -486,6 +491,18 @@ def documented_test_verdict(form: dict[str, str]) -> str | None:
     return None
 
 
+def author_plug(moderator: Any, form: dict[str, str]) -> bool:
+    """The author name is a plug ("FREE MP3 DOWNLOAD www.syriamp3.com"): sites show it above the
+    comment, linked to ``comment_author_url``, so it is the classic place for a link drop beside an
+    innocent text. Read on its own by the model (the spam signal of the policy); the URL itself is
+    not judged: a commenter's own website is ordinary, and a bare link tells the model nothing else."""
+    author = form.get("comment_author", "").strip()
+    if not author:
+        return False
+    reading = moderator.classify([author[:MAX_AUTHOR_CHARS]])[0]
+    return spam_signal(reading.as_dict(), moderator.policy)
+
+
 def honeypot_filled(form: dict[str, str]) -> bool:
     name = form.get("honeypot_field_name", "").strip()
     if not name or name in PARAMETERS:
@@ -547,6 +564,8 @@ def comment_check() -> Response:
     policy = moderator.policy
     if spam_signal(result, policy):
         return _plain("true", {PRO_TIP_HEADER: "discard"} if result["action"] == "reject" else None)
+    if author_plug(moderator, form):
+        return _plain("true", {REASON_HEADER: "the author name reads as spam: held as spam for a moderator"})
     if result["action"] != "approve":
         # Not read whole, or not in a language the model reads (policy floors): the model cannot say
         # it is not spam, and "false" would publish it.
