@@ -97,7 +97,7 @@ _OBFUSCATED = re.compile(
 # "is", "no", "do", "go" and "as" are not here).
 _MORE_TLDS = (
     "ac|ae|ag|ai|am|at|au|be|bet|best|blog|bond|br|buzz|by|ca|cam|cc|cf|cfd|ch|cl|click|cn|cyou|cz|dating|download|"
-    "ee|email|es|eu|fans|fm|fun|ga|gd|gq|gr|hk|hu|icu|id|ie|il|ir|it|jp|kr|kz|la|lat|life|loan|lol|ly|media|ml|"
+    "ee|email|es|eu|fans|fm|fun|ga|gd|gq|gr|hk|hu|icu|id|ie|il|ir|it|jp|kr|kz|la|lat|life|loan|lol|media|ml|"
     "mobi|monster|ms|mx|my|name|news|ng|nl|nu|nz|one|page|ph|pk|pl|pro|pw|qa|quest|rest|ro|sa|sbs|se|sex|sg|sh|"
     "sk|space|stream|su|tech|th|tk|to|tr|tube|tw|ua|vip|vn|website|win|work|world|ws|xxx|za|c0m|n3t|0rg"
 )
@@ -119,9 +119,14 @@ _TLD_WORDS = frozenset(f"{_MORE_TLDS}|{_OLD_TLDS}".split("|"))
 _DOMAIN_SEP = re.compile(rf"[{DOMAIN_DOTS},_]")
 
 
+_OLD_TLD_WORDS = frozenset(_OLD_TLDS.split("|"))
+
+
 def _domain_ok(name: str) -> bool:
     host = name.split("/", 1)[0]
     tld = _DOMAIN_SEP.split(host)[-1]
+    if host[-len(tld) - 1:-len(tld)] == "." and tld.lower() in _OLD_TLD_WORDS or _SHORTENER.match(name.lower()):
+        return False  # the link patterns read it (shorteners keep their own marker)
     # a name of 3+ characters and its dot; written as a domain (lower case, or all capitals)
     return len(host) - len(tld) >= 4 and bool(tld) and (tld.islower() or tld.isdigit() or host.isupper())
 
