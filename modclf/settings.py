@@ -177,6 +177,9 @@ def _convert(name: str, value: object) -> Any:
         # secrets are chosen by those platforms' conventions
         if name in ("api_keys", "admin_api_keys") and any(len(k) < 16 for k in keys):
             raise ConfigError(f"{name}: every API key must be at least 16 characters long")
+        if any(not k.isascii() or not k.isprintable() or " " in k for k in keys):
+            # HTTP header values arrive as Latin-1 bytes: a key with other characters could never match
+            raise ConfigError(f"{name}: keys and secrets must be printable ASCII without spaces")
         return keys
     text = str(value).strip()
     if name in _CHOICES:

@@ -165,6 +165,18 @@ def test_stale_or_future_event_is_not_applied(client) -> None:
     assert r.get_json()["status"] == "ignored" and r.get_json()["reason"] == "unknown_story"
 
 
+def test_event_fields_are_escaped_in_the_log(client, caplog: pytest.LogCaptureFixture) -> None:
+    """Ids come from the signed body: control characters in them must not forge log lines."""
+    forged = "e\u001b[31m\r\nFAKE line"
+    stale = event("STORY_CREATED\u001b[2J", {"storyID": "s", "storyURL": "https://news.example/s/"}, age=600,
+                  event_id=forged)
+    with caplog.at_level("INFO"):
+        send(client, stale)
+        send(client, queue_event("COMMENT_ENTERED_MODERATION_QUEUE", "c\r\nFAKE", "s\u001b", "SYSTEM_WITHHELD"))
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "FAKE" in logged and not any(c in logged for c in "\r\u001b") and "\nFAKE" not in logged
+
+
 def test_unknown_event_types_are_acknowledged_and_ignored(client) -> None:
     for type_ in ("COMMENT_CREATED", "COMMENT_REPLY_CREATED", "SOMETHING_NEW"):
         r = send(client, event(type_, {"commentID": "c1", "storyID": "s1", "siteID": SITE}))

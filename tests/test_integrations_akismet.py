@@ -8,9 +8,11 @@ requests themselves (form fields, headers, endpoints) are the library's own.
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import os
+import quopri
 from pathlib import Path
 from typing import Iterator
 from unittest import mock
@@ -421,7 +423,7 @@ def test_multipart_forms(fuzz_app) -> None:
     boundary = "multipart/form-data; boundary=modclf-7MA4YWxkTrZu0gW"
     text = "Réunion du conseil municipal: très bon résumé, merci."
     fields = [(k, v.encode()) for k, v in form(blog_charset="ISO-8859-1").items()] + [("comment_content", text.encode("latin-1"))]
-    body = multipart(fields, files={"comment_author": b"a file part is not a parameter"})
+    body = multipart(fields, files={"comment_author_url": b"https://example.org/"})  # a file part is a parameter too
     assert answer(client.post(f"{V11}/submit-ham", data=body, content_type=boundary)) == SUBMISSION
     stored = {d.text: d for d in fuzz_app.extensions["modclf_feedback"].decisions()}
     assert stored[text].label == "ham"
@@ -436,6 +438,32 @@ def test_multipart_forms(fuzz_app) -> None:
     many = "&".join(["a"] * 1001)  # 1001 fields in 2 KB
     r = client.post(f"{V11}/submit-spam", data=many, content_type=FORM)
     assert r.status_code == 413 and r.get_json()["error"]["code"] == "payload_too_large"  # not a verdict: refused
+
+
+def _part(name: str, value: bytes, extra: bytes = b"", boundary: bytes = b"modclf-7MA4YWxkTrZu0gW") -> bytes:
+    return b'--%s\r\nContent-Disposition: form-data; name="%s"\r\n%s\r\n%s\r\n' % (boundary, name.encode(), extra, value)
+
+
+def test_multipart_comment_in_a_file_part_or_a_transfer_encoding_is_read(fuzz_app) -> None:
+    """A comment the service did not read must not get false (published): a file part is read as the
+    parameter, base64 and quoted-printable parts are decoded, any other encoding is held unread."""
+    client = fuzz_app.test_client()
+    boundary = "multipart/form-data; boundary=modclf-7MA4YWxkTrZu0gW"
+    head = b"".join(_part(k, v.encode()) for k, v in form().items() if k != "comment_content")
+    end = b"--modclf-7MA4YWxkTrZu0gW--\r\n"
+    spam = LINK_DROP.encode()
+    as_file = head + multipart([], files={"comment_content": spam})[:-len(end)] + end
+    b64 = head + _part("comment_content", base64.b64encode(spam), b"Content-Transfer-Encoding: base64\r\n") + end
+    qp = head + _part("comment_content", quopri.encodestring(spam), b"Content-Transfer-Encoding: quoted-printable\r\n") + end
+    for body in (as_file, b64, qp):
+        assert answer(client.post(f"{V11}/comment-check", data=body, content_type=boundary)) == "true"
+    ordinary = head + _part("comment_content", base64.b64encode(ORDINARY.encode()), b"Content-Transfer-Encoding: base64\r\n") + end
+    assert answer(client.post(f"{V11}/comment-check", data=ordinary, content_type=boundary)) == "false"
+    odd = head + _part("comment_content", b"begin 644 x", b"Content-Transfer-Encoding: x-uuencode\r\n") + end
+    r = client.post(f"{V11}/comment-check", data=odd, content_type=boundary)
+    assert answer(r) == "true" and "x-uuencode" in r.headers["X-modclf-reason"]
+    r = client.post(f"{V11}/submit-spam", data=odd, content_type=boundary)  # not a verdict: refused, named
+    assert r.status_code == 400 and "x-uuencode" in r.get_json()["error"]["message"]
 
 
 def test_more_fields_than_the_limit_is_held_not_refused(fuzz_app) -> None:

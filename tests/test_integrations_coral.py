@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -10,6 +11,7 @@ from unittest import mock
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from modclf.serving.integrations import plain_text
 from modclf.serving.integrations.coral import coral_response, parse_signatures, verify_signature
 from modclf.policy import DEFAULT_POLICY_PATH, load_policy
 from modclf.serving import create_app
@@ -129,6 +131,47 @@ def test_html_body_is_read_as_text_with_its_link_targets(client) -> None:
             'and sign up today, limited offer, visit <a href="http://www.easy-cash-now.com/join">my page</a></p>')
     r = post(client, coral_request(html))
     assert r.status_code == 200 and {"actionType": "FLAG", "reason": "COMMENT_DETECTED_SPAM"} in r.get_json()["actions"]
+
+
+SPAM_LINE = "FREE followers >>> www dot fans4u dot net"
+
+
+@pytest.mark.parametrize("body", [
+    f"Thanks, great report. I use <b> for bold. <!-- {SPAM_LINE} -->",  # hidden in an HTML comment
+    "<b> <!-- For cheap loans WhatsApp me +1 555 0100 -->",  # nothing else: not "nothing to judge"
+    f"Thanks, great report <b> <span title='{SPAM_LINE}'>yes</span>",  # in a tooltip
+    f"{SPAM_LINE} <b><![foo[bar]]>",  # a declaration html.parser raised on (a 500)
+    f"{SPAM_LINE} <i><![ ",
+])
+def test_markup_hides_nothing_and_never_fails(client, body: str) -> None:
+    """Coral's PLAIN_TEXT body shows "<!-- ... -->" to readers as typed; the model reads it too."""
+    r = post(client, coral_request(body))
+    assert r.status_code == 200, (r.status_code, r.get_data()[:200])
+    assert r.get_json()["status"] in ("REJECTED", "SYSTEM_WITHHELD")
+
+
+@pytest.mark.parametrize("body, text", [
+    ('Nice <b>bold</b> and <a href="http://x.example/y">click</a>', "Nice bold and click\nhttp://x.example/y"),
+    ("<p>One</p><p>Two &amp; three</p>", "One\n\nTwo & three"),
+    ("a < b and <b>c</b>", "a < b and c"),
+    ('<b>x</b> <img alt="buy pills" src="http://p.example/a.png">', "x\nhttp://p.example/a.png\nbuy pills"),
+    ("plain <3 text, no markup", "plain <3 text, no markup"),
+    ('<b>unclosed <a href="x.example" and more', 'unclosed <a href="x.example" and more'),  # no ">": text
+])
+def test_plain_text(body: str, text: str) -> None:
+    assert plain_text(body) == text
+
+
+@pytest.mark.parametrize("body", ["Nice one <b>" + "<a " * 10_000, "<b>" + "<!--" * 25_000,
+                                  "<b>" + "".join(f'<a href="h{i}">{"w" * 70}</a>' for i in range(1_000)),
+                                  "<b>" + "<a>" * 30_000])
+def test_plain_text_does_not_hang_on_pathological_markup(body: str) -> None:
+    """Not a speed test: html.parser took 12 s on the first body (quadratic), long enough for Coral
+    to give up and publish; one linear pass takes milliseconds, so 5 s only catches a hang."""
+    start = time.perf_counter()
+    plain_text(body)
+    assert time.perf_counter() - start < 5
+    assert plain_text("<b>" + "<a>" * 40_000) == "<b>" + "<a>" * 40_000  # past MAX_MARKUP_CHARS: as it is
 
 
 @pytest.mark.parametrize("data,code,status", [

@@ -266,6 +266,10 @@ BAD_CLASSIFY = [
     ("NaN", dict(data='{"text": NaN}', content_type=JSON), 400, "invalid_json"),
     ("nesting", dict(data="[" * 20_000 + "]" * 20_000, content_type=JSON), 400, "invalid_json"),
     ("huge integer", dict(data='{"text": "a", "id": ' + "9" * 5000 + "}", content_type=JSON), 400, "invalid_json"),
+    ("duplicate key", dict(data='{"text": "buy pills at cheap-meds.to", "text": "Thanks"}', content_type=JSON), 400,
+     "duplicate_key"),
+    ("duplicate nested key", dict(data='{"comments": [{"text": "a", "id": "1", "id": "2"}]}', content_type=JSON), 400,
+     "duplicate_key"),
     ("array body", dict(json=[{"text": "hi"}]), 400, "invalid_body"),
     ("string body", dict(json="hi"), 400, "invalid_body"),
     ("null body", dict(data="null", content_type=JSON), 400, "invalid_body"),
@@ -288,6 +292,14 @@ BAD_CLASSIFY = [
 @pytest.mark.parametrize("kwargs,status,code", [c[1:] for c in BAD_CLASSIFY], ids=[c[0] for c in BAD_CLASSIFY])
 def test_bad_classify_input_is_a_4xx_json_error(client, kwargs, status, code) -> None:
     assert_error(client.post("/v1/classify", **kwargs), status, code)
+
+
+def test_error_messages_name_the_problem_not_python(client) -> None:
+    r = client.post("/v1/classify", data='{"text": "a", "id": ' + "9" * 5000 + "}", content_type=JSON)
+    message = r.get_json()["error"]["message"]
+    assert "more than 4300 digits" in message and "sys." not in message
+    r = client.post("/v1/classify", data='{"text": "spam", "text": "Thanks"}', content_type=JSON)
+    assert "'text' appears twice" in r.get_json()["error"]["message"]
 
 
 BAD_BATCH = [
@@ -535,6 +547,8 @@ def test_settings_from_environment_file_and_overrides(tmp_path: Path, monkeypatc
                                        ({"MODCLF_MAX_TEXT_CHARS": "0"}, "between"),
                                        ({"MODCLF_MAX_BODY_BYTES": "true"}, "integer"),
                                        ({"MODCLF_API_KEYS": "short"}, "16 characters"),
+                                       ({"MODCLF_API_KEYS": "k\u00e9y-0123456789abcdef"}, "printable ASCII"),
+                                       ({"AKISMET_API_KEYS": "abc def"}, "printable ASCII"),
                                        ({"MODCLF_WORKER_CLASS": "eventlet"}, "gevent, sync"),
                                        ({"MODCLF_SETTINGS_FILE": "/nonexistent.toml"}, "not found")])
 def test_bad_settings_are_refused_with_one_line(env, match) -> None:

@@ -8,6 +8,7 @@ Integration blueprints should use :func:`read_json_object` too, to answer bad in
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any, Iterable
 
 from flask import request
@@ -47,16 +48,38 @@ def read_json_object(allowed: Iterable[str], required: Iterable[str] = (), *, op
     if not text.strip():
         raise APIError(400, "invalid_json", "request body is empty; expected a JSON object")
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        # which one counts differs between parsers (a proxy may read the first, Python the last)
+        raise APIError(400, "duplicate_key", f"malformed JSON: the key {_printable(exc.key)!r} appears twice in "
+                                             "one object") from None
     except json.JSONDecodeError as exc:
         raise APIError(400, "invalid_json", f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
     except RecursionError:
         raise APIError(400, "invalid_json", "malformed JSON: nested too deeply") from None
     except ValueError as exc:  # NaN/Infinity, integers with too many digits
-        raise APIError(400, "invalid_json", f"malformed JSON: {exc}") from None
+        message = str(exc)
+        if "digits" in message:
+            message = f"a number with more than {sys.get_int_max_str_digits()} digits"
+        raise APIError(400, "invalid_json", f"malformed JSON: {message}") from None
     if not isinstance(obj, dict):
         raise APIError(400, "invalid_body", f"request body must be a JSON object, got {_json_type(obj)}")
     check_fields(obj, allowed, required, "body")
+    return obj
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKey(key)
+        obj[key] = value
     return obj
 
 

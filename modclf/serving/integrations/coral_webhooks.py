@@ -281,13 +281,13 @@ def _decide(store: WebhookStore, comment_id: str, status: str) -> tuple[str, dic
         if action == "reject" and item.label == "dispute":
             label = "dispute"
         else:
-            log.info("Coral comment %s %s: no label implied for a comment predicted %s; left in the queue",
+            log.info("Coral comment %a %a: no label implied for a comment predicted %s; left in the queue",
                      comment_id, status, item.label)
             return "label_not_implied", {"item": item_id}
     try:
         outcome, decided = queue.decide(item_id, action, label, by=DECIDED_BY)
     except DecisionConflict as exc:
-        log.info("Coral comment %s %s: item %d was decided otherwise in the console (%s, %s); kept",
+        log.info("Coral comment %a %a: item %d was decided otherwise in the console (%s, %s); kept",
                  comment_id, status, item_id, exc.current.decision, exc.current.decision_label)
         return "conflict", {"item": item_id}
     except NotFound:
@@ -314,7 +314,7 @@ def _handle(store: WebhookStore, type_: str, data: dict[str, Any]) -> tuple[str,
                 return "ignored", {"reason": "not held by this service"}
             outcome, item_id = store.link(comment_id, story_id)
             if outcome not in ("linked", "already_linked"):
-                log.info("Coral comment %s (story %s) not linked to a queue item: %s", comment_id, story_id, outcome)
+                log.info("Coral comment %a (story %a) not linked to a queue item: %s", comment_id, story_id, outcome)
             return ("applied" if outcome == "linked" else "ignored"), {"reason": outcome, "item": item_id}
         if status not in DECISIONS:
             return "ignored", {"reason": "not a moderator's approve or reject"}
@@ -341,7 +341,7 @@ def receive() -> Any:
     answer: dict[str, Any] = {"event": event_id, "type": type_}
     created = parse_created_at(event.get("createdAt"))
     if created is None or abs((_now() - created).total_seconds()) > MAX_EVENT_AGE:
-        log.warning("Coral webhook %s (%s) not applied: createdAt %r missing or more than %ds away",
+        log.warning("Coral webhook %a (%a) not applied: createdAt %a missing or more than %ds away",
                     event_id, type_, event.get("createdAt"), MAX_EVENT_AGE)
         return jsonify({**answer, "status": "ignored", "reason": "stale"})
     if type_ not in EVENTS:
@@ -353,7 +353,7 @@ def receive() -> Any:
         status, extra = _handle(store, type_, event["data"])
         store.mark(event_id, type_, status if status != "ignored" else str(extra.get("reason", "ignored")))
     except (FeedbackError, SQLAlchemyError) as exc:
-        log.error("Coral webhook %s (%s) not applied: database: %s", event_id, type_,
+        log.error("Coral webhook %a (%a) not applied: database: %s", event_id, type_,
                   _short(exc) if isinstance(exc, SQLAlchemyError) else exc)
         raise APIError(503, "store_unavailable", "the feedback store is unavailable") from None
     return jsonify({**answer, "status": status, **{k: v for k, v in extra.items() if v is not None}})
