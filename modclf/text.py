@@ -102,8 +102,9 @@ _MORE_TLDS = (
     "sk|space|stream|su|tech|th|tk|to|tr|tube|tw|ua|vip|vn|website|win|work|world|ws|xxx|za|c0m|n3t|0rg"
 )
 #: Characters that stand for the dot of a domain: the full stop and its look-alikes (ideographic and
-#: halfwidth full stops, middle dots, Arabic full stop, bullets, katakana middle dot...).
-DOMAIN_DOTS = ".\u3002\uff61\u00b7\u0387\u06d4\u2e33\u02cc\u0701\u0702\ua60e\u2022\u2219\u22c5\u30fb\u2027\u16eb"
+#: halfwidth full stops, middle dots, Arabic full stop, bullets, katakana middle dot, circles...).
+DOMAIN_DOTS = (".\u3002\uff61\u00b7\u0387\u06d4\u2e33\u02cc\u0701\u0702\ua60e\u2022\u2219\u22c5\u30fb\u2027\u16eb"
+               "\u26ab\u25cf\u2b24\u25e6\u2981")  # ... and round dots drawn as symbols (black and white circles)
 _OLD_TLDS = "com|net|org|info|biz|io|co|me|tv|us|uk|ru|de|fr|in|xyz|online|site|club|shop|store|top|app|gg|link|live"
 _DOMAIN = re.compile(
     rf"(?<![\w.@/-])[^\W_][\w-]*(?:[{DOMAIN_DOTS}][\w-]+)*"

@@ -43,7 +43,8 @@ _STRETCH_CUE_PATTERNS = (
     r"(?:follow|add|dm|message|text|call|contact|email|e-mail|ring|whatsapp|inbox)\s+me\b|check\s*out\s*my\b|"
     r"my\s+(?:channel|page|insta\w*|ig|tiktok|tik\s*tok|youtube|yt|profile|bio|blog|site|website|store|shop|"
     r"link|videos?|music|mixtape|sound\s*cloud|spotify|podcast|stream|twitch)\b|search\s+(?:for\s+)?my\s+name\b|"
-    r"account\s+manager\b|(?:on|at|via)\s+(?:insta\w*|ig|tiktok|snap\w*|onlyfans|telegram|whats\s*app|kik)\b|"
+    r"account\s+manager\b|(?:on|at|via)\s+(?:insta\w*|ig|tiktok|snap\w*|onlyfans|telegram|whats\s*app|kik|spotify|"
+    r"sound\s*cloud|apple\s+music|bandcamp|patreon|twitch)\b|"
     r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)(?:[\s,.-]+(?:zero|oh|one|two|three|four|five|six|"
     r"seven|eight|nine)){5,}\b)",
 )

@@ -22,6 +22,7 @@ from modclf.evaluation import (
     true_action,
 )
 from modclf.labels import LABELS
+from modclf.language import detect
 from modclf.model import sha256_file
 from modclf.policy import parse_policy
 from modclf.training import evaluate, train
@@ -217,7 +218,8 @@ def small_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def labeled_with_sources(tmp_path: Path) -> Path:
     """20 held-out corpus rows in two sources, plus one comment longer than the model's window."""
     corpus = pd.read_csv(DATA, dtype=str, keep_default_na=False)
-    english = corpus[~corpus["batch"].str.startswith("native")]  # the small model reads English only
+    last = corpus.groupby("label").tail(40)
+    english = last[[d.lang == "en" and d.reliable for d in map(detect, last["text"])]]  # the small model reads English only
     df = english.groupby("label").tail(4)[["text", "label"]]
     df["source"] = ["forum", "video"] * (len(df) // 2)
     long = pd.DataFrame([{"text": "The council meeting ran long again tonight. " * 300, "label": "other",
