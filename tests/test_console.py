@@ -106,6 +106,16 @@ def test_comments_are_escaped_and_the_page_forbids_inline_script(keyed) -> None:
     assert r.headers["Cache-Control"] == "no-store"
 
 
+def test_ids_are_isolated_and_redirects_do_not_trust_the_host_header(keyed) -> None:
+    client = keyed.test_client()
+    login(client)
+    client.post("/v1/classify", json={"text": XSS, "id": "c-\u202e1gnp.exe"})
+    html = client.get("/moderate/").get_data(as_text=True)
+    assert "<bdi>c-\u202e1gnp.exe</bdi>" in html  # a bidi override in an id cannot reorder the line around it
+    r = client.get("/moderate", headers={"Host": "evil.example"})
+    assert r.status_code == 308 and r.headers["Location"] == "/moderate/"
+
+
 def test_without_keys_the_console_is_open_and_says_so(model_dir: Path, tmp_path: Path) -> None:
     client = make_app(model_dir, tmp_path).test_client()
     r = client.get("/moderate/")

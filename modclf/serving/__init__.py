@@ -131,7 +131,20 @@ def _install_hooks(app: Flask, cfg: Settings, metrics: ServiceMetrics) -> None:
             rule = request.url_rule
             endpoint = rule.rule if rule is not None else "unmatched"  # bounded label values
             metrics.observe_request(endpoint, request.method, response.status_code, started)
-        return response
+        return _relative_location(response)
+
+
+def _relative_location(response: Any) -> Any:
+    """Werkzeug's own redirects (a missing trailing slash, merged slashes) name this server by the
+    request's ``Host`` header: ``Host: evil.example`` got ``Location: http://evil.example/moderate/``.
+    Redirects to this server are sent as paths instead, which every client resolves against the
+    address it actually used."""
+    location = response.headers.get("Location")
+    if location and 300 <= response.status_code < 400:
+        own = request.host_url  # scheme://host/ as the request named it
+        if location.startswith(own):
+            response.headers["Location"] = "/" + location[len(own):]
+    return response
 
 
 def openapi_document(cfg: Settings) -> dict[str, Any]:
