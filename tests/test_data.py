@@ -89,6 +89,19 @@ def test_no_text_from_the_evaluation_sets(corpus: pd.DataFrame) -> None:
     _assert_none_from_evaluation(corpus, "corpus")
 
 
+HELD_OUT = sorted((DATA.parent / "held_out").glob("*.csv"))
+
+
+@pytest.mark.parametrize("path", HELD_OUT, ids=[p.name for p in HELD_OUT])
+def test_held_out_rounds_are_our_own_writing_and_not_in_training(path, corpus: pd.DataFrame) -> None:
+    """Rounds written and kept out of training (see the datasheet) follow the corpus's rules too."""
+    rows = read_labeled(path)
+    assert list(rows.columns) == ["id", "text", "label", "topic", "batch"]
+    assert not set(rows["id"]) & set(corpus["id"])
+    assert not set(rows["text"].map(dedup_key)) & set(corpus["text"].map(dedup_key))
+    _assert_none_from_evaluation(rows, path.name)
+
+
 VALIDATION = DATA.parent / "validation.csv"
 VALIDATION_SOURCES = {"news-opinion", "news-war", "video", "forum-reply", "news-opinion-long", "natural-thread"}
 
