@@ -132,6 +132,15 @@ def _domain_ok(name: str) -> bool:
     return len(host) - len(tld) >= 4 and bool(tld) and (tld.islower() or tld.isdigit() or host.isupper())
 
 
+def _whitespace_free(text: str, start: int, end: int, floor: int) -> tuple[int, int]:
+    """``text[start:end]`` widened to the whitespace around it (never before ``floor``)."""
+    while start > floor and not text[start - 1].isspace():
+        start -= 1
+    while end < len(text) and not text[end].isspace():
+        end += 1
+    return start, end
+
+
 def domain_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) of every bare domain of ``text`` under a top-level domain of _MORE_TLDS or _URL's
     list, written as a domain (not a run-on sentence), in order."""
@@ -143,11 +152,7 @@ def domain_spans(text: str) -> list[tuple[int, int]]:
         word = hint.group(1).lower()
         if word not in _TLD_WORDS or (text[hint.start()] in ",_" and word not in ("com", "net", "org")):
             continue
-        start, end = hint.start(), hint.end()
-        while start > last and not text[start - 1].isspace():
-            start -= 1
-        while end < len(text) and not text[end].isspace():
-            end += 1
+        start, end = _whitespace_free(text, hint.start(), hint.end(), last)
         spans += [m.span() for m in _DOMAIN.finditer(text, start, end) if _domain_ok(m.group())]
         last = end
     return spans
@@ -632,11 +637,7 @@ def _bare_domains(text: str) -> str:
     for hint in _TLD_HINT.finditer(text):
         if hint.start() < last:
             continue
-        start, end = hint.start(), hint.end()
-        while start > last and not text[start - 1].isspace():
-            start -= 1
-        while end < len(text) and not text[end].isspace():
-            end += 1
+        start, end = _whitespace_free(text, hint.start(), hint.end(), last)
         out += (text[last:start], _URL.sub(URL_TOKEN, text[start:end]))
         last = end
     if not out:
