@@ -185,6 +185,9 @@ _EMAIL_HINT = re.compile(r"(?:@|\(at\)|\[at\])\s*[\w-]+\s*(?:\.|\bdot\b)")
 # strings with a character class first (consume [+\d], then check what came before it), so that re
 # skips the positions that cannot start a match in C instead of trying the pattern at each of them.
 _PHONE = re.compile(r"[+\d](?<![\w][+\d])(?:(?<=\+)\d|(?<=\d))[\d\s().\u2022\u00b7_-]{7,}\d(?![\w])")
+# A number led by "+" (an international prefix) is a phone number with "/" or "|" between its
+# groups too ("+963/944/123/456"); without the "+", "/" separates the parts of a date.
+_PHONE_PLUS = re.compile(r"(?<![\w+])\+\d[\d\s().\u2022\u00b7_/|-]{7,}\d(?![\w])")
 _MENTION = re.compile(r"(?<![\w@])@[\w.]{2,}")
 _REPEAT = re.compile(r"(.)\1{2,}", re.DOTALL)
 
@@ -683,6 +686,8 @@ def prenormalize(text: str) -> str:
         text = _replace_links(text)
     if _count_digits(text) >= 8:
         text = _PHONE.sub(PHONE_TOKEN, text)
+        if "+" in text and ("/" in text or "|" in text):
+            text = _PHONE_PLUS.sub(PHONE_TOKEN, text)
     if "@" in text:
         text = _MENTION.sub(MENTION_TOKEN, text)
     # Appending before the last step is the same as after it: the token starts with a space, so

@@ -24,7 +24,7 @@ _CUE = re.compile(
     r"\b(?:dot|d0t)\s*(?:com|net|org|ru|io)\b|\[\s*(?:\.|dot)\s*\]|\(\s*(?:\.|dot)\s*\)|"
     r"\bt\s*\.\s*me\b|\bbit\s*\.?\s*ly\b|whats\s*app|telegram|\bwa\s*\.\s*me\b|"
     r"\b(?:subscribe|channel|promo|discount|bitcoin|crypto|forex|casino|download)\b|"
-    r"[\w.+-]@[\w-]|\+?\d[\d\s().\u2022\u00b7_-]{7,}\d",
+    r"[\w.+-]@[\w-]|\+\d[\d\s().\u2022\u00b7_/|-]{7,}\d|\+?\d[\d\s().\u2022\u00b7_-]{7,}\d",
     re.IGNORECASE,
 )
 #: What :func:`cue_stretches` reads apart: links and contacts, and self-promotion without a link
@@ -55,7 +55,7 @@ _STRETCH_CUES_ANY_CASE = tuple(re.compile(p, re.IGNORECASE) for p in _STRETCH_CU
 #: e-mail addresses and @handles, looked for only in a text with an "@"
 _AT_CUE = re.compile(r"[\w.+-]@[\w-]|(?<![\w.])@[a-z_][\w.]{2,}", re.IGNORECASE)
 #: phone numbers, looked for only in a text with 8 digits or more
-_PHONE_CUE = re.compile(r"\+?\d[\d\s().\u2022\u00b7_-]{7,}\d")
+_PHONE_CUE = re.compile(r"\+\d[\d\s().\u2022\u00b7_/|-]{7,}\d|\+?\d[\d\s().\u2022\u00b7_-]{7,}\d")
 _DIGITS = str.maketrans("", "", "0123456789")
 #: An HTML anchor: its target is dropped with the tag when the text is normalized, so a link drop
 #: behind innocent anchor text ("<a href=...>cheap loans</a>") is read as the anchor text and the URL.

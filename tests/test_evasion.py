@@ -121,6 +121,7 @@ def test_dot_words(disguised: str, plain: str) -> None:
     ("\U0001f1f8\u200b\U0001f1fe\u200b\U0001f1f7\U0001f1ee\U0001f1e6mp3.to", "zzurl"),
     ("loans: +\u0669\u0666\u0663 \u0669\u0664\u0664 \u0661\u0662\u0663 \u0664\u0665\u0666", "loans: zzphone"),
     ("loans: +963\u2022944\u2022123\u2022456", "loans: zzphone"),
+    ("money abroad, what's app me: +963/944/123/456", "money abroad, what's app me: zzphone"),
 ])
 def test_more_link_disguises(disguised: str, plain: str) -> None:
     assert normalize_text(disguised) == plain
@@ -134,6 +135,7 @@ def test_more_link_disguises(disguised: str, plain: str) -> None:
     ("the snake_case name, we,com", "the snake_case name, we,com"),
     ("100% sure, 50%off", "100% sure, 50%off"),
     ("in 2012 and 2013", "in 2012 and 2013"),
+    ("from 12/03/2015 to 14/03/2015", "from 12/03/2015 to 14/03/2015"),  # dates: no "+" before them
 ])
 def test_not_domains(text: str, expected: str) -> None:
     assert normalize_text(text) == expected

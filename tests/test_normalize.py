@@ -72,6 +72,7 @@ _OBFUSCATED = re.compile(
 )
 _EMAIL = re.compile(r"\b[\w.+-]+\s*(?:@|\(at\)|\[at\])\s*[\w-]+\s*(?:\.|\bdot\b)\s*[a-z]{2,}\b")
 _PHONE = re.compile(r"(?<![\w])\+?\d[\d\s().\u2022\u00b7_-]{7,}\d(?![\w])")
+_PHONE_PLUS = re.compile(r"(?<![\w+])\+\d[\d\s().\u2022\u00b7_/|-]{7,}\d(?![\w])")
 _MENTION = re.compile(r"(?<![\w@])@[\w.]{2,}")
 _REPEAT = re.compile(r"(.)\1{2,}", re.DOTALL)
 
@@ -186,6 +187,7 @@ def reference_normalize_text(text: str) -> str:
         text = _OBFUSCATED.sub(URL_TOKEN, text)
     if len(text) - len(text.translate(_DIGITS)) >= 8:
         text = _PHONE.sub(PHONE_TOKEN, text)
+        text = _PHONE_PLUS.sub(PHONE_TOKEN, text)
     if "@" in text:
         text = _MENTION.sub(MENTION_TOKEN, text)
     text = _REPEAT.sub(r"\1\1", text)
@@ -214,7 +216,7 @@ FRAGMENTS = [
     # bare domains, percent-escapes, overrides, inline tags, hooked letters, other digits, flag letters
     ".to", ".TO", ".vip/x", "site.lol", "SITE", "。", "·", "\u06d4", ",com", "_com", "c0m", "%2E", "%2e", "%73", "%20",
     "%", "\u202e", "\u202c", "<abbr>", "</abbr>", "<!--", "-->", "<br>", "ƈ", "ø", "ł", "ʂ", "٣", "०", "🇸", "\u0951",
-    "\u0600", "\ufff9",
+    "\u0600", "\ufff9", "+963/944/123/456", "+1|555|0100", "/", "|",
 ]
 texts = st.one_of(
     st.text(max_size=120),
