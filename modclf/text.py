@@ -74,12 +74,9 @@ _SHORTENER = re.compile(
     r"shorturl\s*\.?\s*at|tiny\s*\.?\s*cc|adf\.ly|youtu\.be)\b(?:\s*/\s*\S+)?",
     
 )
-_URL = re.compile(
-    r"(?:\bhttps?\s*:\s*/\s*/\s*\S+|\bwww\s*\.\s*\S+|"
-    r"\b[\w-]+(?:\.[\w-]+)*\.(?:com|net|org|info|biz|io|co|me|ly|tv|us|uk|ru|de|fr|in|xyz|online|site|club|"
-    r"shop|store|top|app|gg|link|live)\b(?:/\S*)?)",
-    
-)
+#: The top-level domains a bare domain is a link with in _URL (any case); more in _MORE_TLDS below.
+_URL_TLDS = "com|net|org|info|biz|io|co|me|ly|tv|us|uk|ru|de|fr|in|xyz|online|site|club|shop|store|top|app|gg|link|live"
+_URL = re.compile(rf"(?:\bhttps?\s*:\s*/\s*/\s*\S+|\bwww\s*\.\s*\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:{_URL_TLDS})\b(?:/\S*)?)")
 # "www dot site dot com", "site [dot] com", "[Web Link]", "link in bio"
 _OBFUSCATED = re.compile(
     r"\bw\s*w\s*w\s*(?:\.|\(dot\)|\[dot\]|\bdot\b)|"
@@ -106,10 +103,9 @@ _MORE_TLDS = (
 #: halfwidth full stops, middle dots, Arabic full stop, bullets, katakana middle dot, circles...).
 DOMAIN_DOTS = (".\u3002\uff61\u00b7\u0387\u06d4\u2e33\u02cc\u0701\u0702\ua60e\u2022\u2219\u22c5\u30fb\u2027\u16eb"
                "\u26ab\u25cf\u2b24\u25e6\u2981")  # ... and round dots drawn as symbols (black and white circles)
-_OLD_TLDS = "com|net|org|info|biz|io|co|me|tv|us|uk|ru|de|fr|in|xyz|online|site|club|shop|store|top|app|gg|link|live"
 _DOMAIN = re.compile(
     rf"(?<![\w.@/-])[^\W_][\w-]*(?:[{DOMAIN_DOTS}][\w-]+)*"
-    rf"(?:[{DOMAIN_DOTS}](?:{_MORE_TLDS}|{_OLD_TLDS})|[,_](?:com|net|org))(?![\w])(?:/[^\s<>\"]*)?",
+    rf"(?:[{DOMAIN_DOTS}](?:{_MORE_TLDS}|{_URL_TLDS})|[,_](?:com|net|org))(?![\w])(?:/[^\s<>\"]*)?",
     re.IGNORECASE,
 )
 # Every match of _DOMAIN contains a match of this whose word is a top-level domain (_TLD_WORDS; after
@@ -117,17 +113,17 @@ _DOMAIN = re.compile(
 # all the domains, tried after every full stop and comma of a comment, cost 5-7 us a comment; this ~1.5.
 # The tests compare domain_spans with _DOMAIN alone.
 _DOMAIN_HINT = re.compile(rf"[{DOMAIN_DOTS},_]([^\W_]{{2,8}})(?![\w])")
-_TLD_WORDS = frozenset(f"{_MORE_TLDS}|{_OLD_TLDS}".split("|"))
+_TLD_WORDS = frozenset(f"{_MORE_TLDS}|{_URL_TLDS}".split("|"))
 _DOMAIN_SEP = re.compile(rf"[{DOMAIN_DOTS},_]")
 
 
-_OLD_TLD_WORDS = frozenset(_OLD_TLDS.split("|"))
+_URL_TLD_WORDS = frozenset(_URL_TLDS.split("|"))
 
 
 def _domain_ok(name: str) -> bool:
     host = name.split("/", 1)[0]
     tld = _DOMAIN_SEP.split(host)[-1]
-    if host[-len(tld) - 1:-len(tld)] == "." and tld.lower() in _OLD_TLD_WORDS or _SHORTENER.match(name.lower()):
+    if host[-len(tld) - 1:-len(tld)] == "." and tld.lower() in _URL_TLD_WORDS or _SHORTENER.match(name.lower()):
         return False  # the link patterns read it (shorteners keep their own marker)
     # a name of 3+ characters and its dot; written as a domain (lower case, or all capitals)
     return len(host) - len(tld) >= 4 and bool(tld) and (tld.islower() or tld.isdigit() or host.isupper())
@@ -623,9 +619,7 @@ def _count_digits(text: str) -> int:
 # They skip patterns that would change nothing (tests compare with the ungated substitutions).
 _SHORTENER_WORDS = ("bit", "goo", "tiny", "t.co", "ow.ly", "is.gd", "buff.ly", "cutt.ly", "rb.gy", "shorturl",
                     "adf.ly", "youtu.be")
-_TLD_HINT = re.compile(
-    r"\.(?:com|net|org|info|biz|io|co|me|ly|tv|us|uk|ru|de|fr|in|xyz|online|site|club|shop|store|top|app|gg|link|live)\b"
-)
+_TLD_HINT = re.compile(rf"\.(?:{_URL_TLDS})\b")
 _WWW_HINT = re.compile(r"w\s*w\s*w")
 _LINK_IN_HINT = re.compile(r"link\s+in\s")
 

@@ -109,7 +109,7 @@ def test_dot_words(disguised: str, plain: str) -> None:
     # dots that are not a full stop, a leet top-level domain, percent-escapes
     ("on syriamp3\u3002com if anyone wants", "on zzurl if anyone wants"),
     ("syriamp3\u00b7com", "zzurl"), ("syriamp3\u06d4com", "zzurl"), ("syriamp3\u2e33com", "zzurl"),
-    ("syriamp3,com", "zzurl"), ("syriamp3_com", "zzurl"), ("5yr14ng1rl5.c0m", "zzurl"),
+    ("syriamp3,com", "zzurl"), ("syriamp3_com", "zzurl"), ("5yr14ng1rl5.c0m", "zzurl"), ("cashnow\u3002ly/x", "zzurl"),
     ("syriamp3%2Ecom", "zzurl"), ("%73%79%72%69%61%6D%70%33%2E%63%6F%6D", "zzurl"),
     # a link stored backwards behind a right-to-left override shows forwards, so it reads forwards
     ("Great piece. \u202emoc.3pmairys.www ta sgnos eerF\u202c", "great piece. free songs at zzurl"),
