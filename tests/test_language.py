@@ -252,7 +252,8 @@ class _FakeModel:
 )
 def test_codes_map_to_iso_639_1(monkeypatch, raw, score, expected):
     monkeypatch.setattr(language, "_model", _FakeModel(raw, score))
-    assert detect("enough letters here to be worth asking the model") == expected
+    # words outside the English list, so that the (fake) identifier is asked
+    assert detect("qwzx vbnmk ploikuj jhgfd trewq") == expected
 
 
 def test_corpus_languages_counts_a_csv(tmp_path):
@@ -306,3 +307,92 @@ def test_cleaning_shortcut_equals_the_token_loop():
         if "&" in normalised:
             normalised = language._HTML_ENTITY.sub(" ", normalised)
         assert clean_for_detection(text) == language._without_links(normalised), text
+
+
+# Sentences in languages the corpus does not teach (written for this test), each in Latin letters.
+OTHER_LATIN = [
+    "Nie wierzę w ani jedno słowo tego artykułu, to jest propaganda.",
+    "Dit is gewoon niet waar, het leger is de stad nooit binnengegaan.",
+    "Questo articolo non dice tutta la verità sulla guerra in Siria.",
+    "Isso não é verdade, o exército nunca entrou na cidade ontem.",
+    "Berita ini tidak benar, tentara tidak pernah masuk ke kota itu.",
+    "Det här stämmer inte alls, armén gick aldrig in i staden.",
+    "Acest articol nu spune adevarul despre razboiul din Siria.",
+    "Habari hii si ya kweli kabisa, jeshi halikuingia mjini.",
+    "Hindi totoo ang balitang ito, hindi pumasok ang hukbo sa lungsod.",
+    "Tohle neni pravda, armada do mesta nikdy nevstoupila.",
+    "kup tanie zegarki na naszej stronie internetowej juz dzis",
+]
+
+
+@pytest.mark.parametrize("text", OTHER_LATIN + [t for lang, t in _cases(LONG) + _cases(SHORT) if lang != "en"])
+def test_the_english_word_list_leaves_other_languages_to_the_identifier(text):
+    assert language.plainly_english(clean_for_detection(text)) is None
+
+
+@pytest.mark.parametrize("text", [t for lang, t in _cases(LONG) if lang == "en"] + [
+    "Same here with my grandad.", "Every chronic disease med is \"for life\".", "Were the brigades directly involved?",
+    "THIS NEWS REPORT IS FALSE AND YOU KNOW IT",
+])
+def test_plain_english_is_read_without_the_identifier(monkeypatch, text):
+    class Refuse:
+        def predict(self, *args, **kwargs):
+            raise AssertionError("the identifier was asked")
+
+    monkeypatch.setattr(language, "_model", Refuse())
+    d = detect(text)
+    assert d.lang == "en" and d.reliable and language.ENGLISH_SHARE <= d.confidence <= 1.0
+
+
+def test_a_letter_outside_ascii_goes_to_the_identifier():
+    assert language.plainly_english("the army never entered the city") is not None
+    assert language.plainly_english("the army never entered the сity") is None  # Cyrillic "с"
+    assert language.plainly_english("the army") is None  # too few words to tell
+
+
+def test_the_word_list_is_lower_case_ascii_words():
+    words = language.ENGLISH_WORDS_PATH.read_text(encoding="ascii").split()
+    assert len(words) > 5000 and words == sorted(set(words))
+    assert all(language.english_tokens(w) == [w] for w in words)
+    assert {"the", "army", "thanks"} <= set(words) and not {"die", "pour", "und", "que"} & set(words)
+
+
+def test_the_word_list_is_what_the_script_builds_from_the_corpus():
+    import runpy
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    script = runpy.run_path(str(root / "scripts" / "english_words.py"))
+    import pandas as pd
+
+    texts = pd.read_csv(root / "data" / "comments.csv", dtype=str, keep_default_na=False)["text"].tolist()
+    assert script["build"](texts, 3) == language.ENGLISH_WORDS_PATH.read_text(encoding="ascii").split(), \
+        "modclf/english_words.txt is stale: run python scripts/english_words.py"
+    assert sys.modules["modclf.language"] is language
+
+
+@pytest.mark.parametrize("name", ["data/validation.csv", "../shared/eval/real_dev_labeled.csv"])
+def test_no_sentence_another_language_is_sure_of_is_read_as_english(name):
+    """On real and authored comments, the word list never takes a sentence the identifier reads
+    as another language with STRETCH_CONFIDENCE (what foreign_stretch acts on)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(__file__).resolve().parent.parent / name
+    if not path.exists():
+        pytest.skip(f"{name} is not here")
+    model = language._get_model()
+    checked = 0
+    for text in pd.read_csv(path, dtype=str, keep_default_na=False)["text"]:
+        for sentence in language._SENTENCE_SPLIT.split(text):
+            cleaned = clean_for_detection(sentence)
+            if language._letters_and_upper(cleaned)[0] < language.MIN_LETTERS:
+                continue
+            if language.plainly_english(cleaned) is None:
+                continue
+            checked += 1
+            labels, scores = model.predict(cleaned, k=1)
+            assert labels[0] == "__label__en" or scores[0] < language.STRETCH_CONFIDENCE, (labels, scores, sentence)
+    assert checked > 500
