@@ -11,6 +11,7 @@ worker process unpickles the model once (cached by checksum).
 
 from __future__ import annotations
 
+import csv
 import glob
 import hashlib
 import io
@@ -167,8 +168,11 @@ def score_dask(
                 scored.to_parquet(str(tmp), write_index=False, name_function=lambda i: f"part-{i:06d}.parquet")
             elif out_fmt == "csv":
                 tmp.mkdir(parents=True)
+                # every text cell quoted, as the local engine writes them: pandas' minimal quoting leaves
+                # a bare carriage return unquoted, and readers split the row there (a cell after it
+                # would start a line, past the formula guard)
                 scored.map_partitions(safe_frame, meta=safe_frame(meta)).to_csv(
-                    str(tmp / "part-*.csv"), index=False, name_function=_part_name)
+                    str(tmp / "part-*.csv"), index=False, name_function=_part_name, quoting=csv.QUOTE_NONNUMERIC)
             else:
                 tmp.mkdir(parents=True)
                 scored.to_json(str(tmp / "part-*.jsonl"), orient="records", lines=True, force_ascii=False,
@@ -252,5 +256,7 @@ def _summarize(out: Path, fmt: str, prefix: str) -> ScoreSummary:
                      "errors": Counter(err[err != ""].tolist()),
                      "labels": Counter(df[cols[0]][err == ""].tolist()),
                      "actions": Counter(df[cols[2]].tolist())})
-    assert set(summary.labels) <= set(LABELS)
+    unknown = set(summary.labels) - set(LABELS)
+    if unknown:  # the written dataset does not read back as it was written: never report it as done
+        raise ScoringError(f"{out}: the scored output reads back with unknown labels {sorted(map(ascii, unknown))[:5]}")
     return summary

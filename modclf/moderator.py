@@ -38,14 +38,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from .errors import ModelError
 from .labels import LABELS
 from .policy import ACTIONS, Policy, load_policy
-from .window import bounded_window, cue_stretches
+from .window import bounded_window, cue_readings
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ SEGMENT_STEP = 250
 MAX_SEGMENTS = 64
 
 #: What a comment gets when a sentence of it that carries a link, a contact or a plug, or one of its
-#: HTML anchors (:func:`modclf.window.cue_stretches`), reads as spam on its own while the whole
+#: HTML anchors (:func:`modclf.window.cue_readings`), reads as spam on its own while the whole
 #: comment would be approved: a plug added to an ordinary comment is diluted below every threshold
 #: when the comment is read whole. Held, not rejected: the same line alone can be a cited source.
 CUE_ACTION = "review"
@@ -156,7 +156,7 @@ class Prediction(NamedTuple):
     #: (:func:`modclf.language.dominant_script`), else None
     scripts: list[str | None] | None = None
     #: the text each prediction read (its window), for the checks made only on a comment that would
-    #: be approved: its cue stretches (:func:`modclf.window.cue_stretches`) and its parts' languages
+    #: be approved: its cue stretches (:func:`modclf.window.cue_readings`) and its parts' languages
     #: (:func:`modclf.language.foreign_stretch`)
     texts: list[str] | None = None
 
@@ -443,7 +443,7 @@ class Moderator:
         stretches: list[str] = []
         for i, ((reading, _), text) in enumerate(zip(readings, texts)):
             if reading[3] == "approve" and text is not None:
-                for stretch in cue_stretches(text, MAX_SEGMENTS):
+                for stretch in cue_readings(text, MAX_SEGMENTS):
                     owners.append(i)
                     stretches.append(stretch)
         cues = self._most_spam_like(len(readings), owners, stretches)
@@ -506,6 +506,9 @@ class Moderator:
         """
         if isinstance(texts, str):
             raise TypeError("classify expects a sequence of strings, not one string: wrap it in a list")
+        if isinstance(texts, Mapping):
+            raise TypeError("classify expects a sequence of strings, not a mapping (its keys would be classified)")
+        texts = list(texts)  # a generator would be used up by the check below and classified as nothing
         for text in texts:
             if not isinstance(text, str):
                 raise TypeError(f"classify expects strings, got {type(text).__name__}")

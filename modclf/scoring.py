@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
+from . import strictjson
 from .errors import ScoringError
 from .labels import LABELS
 from .model import DEFAULT_MODEL_DIR
@@ -263,9 +264,16 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not line.strip():
                 raise ScoringError(f"{path}: line {lineno}: empty line (every line must be one JSON object)")
             try:
-                obj = json.loads(line)
+                obj = strictjson.loads(line)
             except json.JSONDecodeError as exc:
                 raise ScoringError(f"{path}: line {lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+            except strictjson.DuplicateKey as exc:  # which value counts differs between readers
+                raise ScoringError(f"{path}: line {lineno}: invalid JSON: the key {ascii(exc.key)} appears twice "
+                                   "in one object") from None
+            except RecursionError:
+                raise ScoringError(f"{path}: line {lineno}: invalid JSON: nested too deeply") from None
+            except ValueError as exc:  # NaN/Infinity, integers with too many digits
+                raise ScoringError(f"{path}: line {lineno}: invalid JSON: {exc}") from None
             if not isinstance(obj, dict):
                 raise ScoringError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
             if "\\u" in line and _has_lone_surrogate(obj):  # only an escape can write one

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from .text import domain_spans
+from .text import domain_spans, prenormalize
 
 #: Link and contact cues worth keeping from the middle of an over-long comment. Deliberately broad:
 #: a false cue only spends some of the window on ordinary text.
@@ -36,7 +36,9 @@ _CUE = re.compile(
 _STRETCH_CUE_PATTERNS = (
     # led by a literal: fast to scan
     r"https?\s*:|www\s*\.|\.\s*(?:com|net|org|info|biz|io|co|me|ly|tv|ru|xyz|site|club|shop|top|link|gg)\b|"
-    r"\[\s*(?:\.|dot)\s*\]|\(\s*(?:\.|dot)\s*\)|whats\s*app|telegram",
+    r"\[\s*(?:\.|dot)\s*\]|\(\s*(?:\.|dot)\s*\)|whats\s*app|telegram|"
+    # the markers normalization puts for links, e-mails, phone numbers and handles (cue_readings)
+    r"zz(?:url|shorturl|email|phone|mention)\b",
     # led by a word boundary, then one alternation of words
     r"\b(?:w\s*w\s*w\b|(?:dot|d0t)\s*(?:com|net|org|ru|io)\b|t\s*\.\s*me\b|bit\s*\.?\s*ly\b|wa\s*\.\s*me\b|"
     r"sub(?:scribe)?\s*(?:to|2)\s*(?:me|my)\b|sub\s*(?:4|for)\s*sub\b|subs?\s*back\b|"
@@ -46,7 +48,14 @@ _STRETCH_CUE_PATTERNS = (
     r"account\s+manager\b|(?:on|at|via)\s+(?:insta\w*|ig|tiktok|snap\w*|onlyfans|telegram|whats\s*app|kik|spotify|"
     r"sound\s*cloud|apple\s+music|bandcamp|patreon|twitch)\b|"
     r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)(?:[\s,.-]+(?:zero|oh|one|two|three|four|five|six|"
-    r"seven|eight|nine)){5,}\b)",
+    r"seven|eight|nine)){5,}\b|"
+    # messaging apps: named with a handle or a colon, or the ones ordinary talk rarely names
+    r"(?:signal|wechat|we\s*chat|viber|threema|line|session|tele|kik|insta\w*|ig|snap\w*|tiktok|whats\s*app|telegram)"
+    r"\s*(?:id\s*)?[:=]|wechat|we\s*chat|viber|threema|the\s+gram\b|blue\s+app\b|"
+    r"(?:ig|insta|snap|tele|tiktok|signal|line\s*id|session\s*id)\s+@?[a-z][a-z0-9_.]*\d|"
+    # "look up <name> on YT", a vanity number
+    r"(?:look|search|find)\s+(?:me\s+|us\s+)?(?:up\s+)?[^.!?\n]{1,40}?\s+on\s+(?:yt|youtube|spotify|insta\w*|ig|"
+    r"tiktok|sound\s*cloud|twitch|apple\s+music)\b|1-?8(?:00|88|77|66|55|44|33)-[a-z0-9]{3,}-[a-z0-9]{2,})",
 )
 #: the patterns for lower-cased text (case-insensitive matching is ~4x slower), and for the rare text
 #: whose lower-casing changes its length (then positions would not carry over)
@@ -55,7 +64,9 @@ _STRETCH_CUES_ANY_CASE = tuple(re.compile(p, re.IGNORECASE) for p in _STRETCH_CU
 #: e-mail addresses and @handles, looked for only in a text with an "@"
 _AT_CUE = re.compile(r"[\w.+-]@[\w-]|(?<![\w.])@[a-z_][\w.]{2,}", re.IGNORECASE)
 #: phone numbers, looked for only in a text with 8 digits or more
-_PHONE_CUE = re.compile(r"\+\d[\d\s().\u2022\u00b7_/|-]{7,}\d|\+?\d[\d\s().\u2022\u00b7_-]{7,}\d")
+_PHONE_CUE = re.compile(r"\+\d[\d\s().\u2022\u00b7_/|-]{7,}\d|\+?\d[\d\s().\u2022\u00b7_-]{7,}\d|"
+                        # groups of digits between any symbols or "plus"/"then" ("555 ~ 010 ~ 9999")
+                        r"\d{2,}(?:\s*(?:[^\w\s]{1,3}|plus|then|dash)\s*\d{2,}){2,}")
 _DIGITS = str.maketrans("", "", "0123456789")
 #: An HTML anchor: its target is dropped with the tag when the text is normalized, so a link drop
 #: behind innocent anchor text ("<a href=...>cheap loans</a>") is read as the anchor text and the URL.
@@ -199,4 +210,25 @@ def cue_stretches(text: str, limit: int = 64) -> list[str]:
             if len(out) >= limit:
                 break
             out.append(" ".join(f"{_INNER_TAG.sub(' ', anchor.group(2))} {anchor.group(1)}".split()))
+    return out
+
+
+def cue_readings(text: str, limit: int = 64) -> list[str]:
+    """What :meth:`modclf.moderator.Moderator.decide` reads apart from a comment about to be
+    approved: :func:`cue_stretches` of the comment, then of its normalized form
+    (:func:`modclf.text.prenormalize`), where every disguised link, e-mail, phone number and handle
+    has become a marker ("ｓｙｒｉａｍｐ３．ｃｏｍ", "c\u200bom", "%2Ecom", "syriamp3 punto com", a
+    line break before ".com": none of them matches a cue in the raw text). At most ``limit``; a
+    normalized stretch that is only the normalization of a raw one is not read twice."""
+    out = cue_stretches(text, limit)
+    if len(out) >= limit:
+        return out
+    seen = {" ".join(prenormalize(stretch).split()) for stretch in out}
+    for stretch in cue_stretches(prenormalize(text), limit):
+        if len(out) >= limit:
+            break
+        key = " ".join(stretch.split())
+        if key not in seen:
+            seen.add(key)
+            out.append(key)
     return out

@@ -105,3 +105,22 @@ def test_dask_keeps_a_stored_parquet_index_and_csv_blank_lines(tmp_path: Path, m
     assert pd.read_parquet(tmp_path / "unnamed.parquet.out")["__index_level_0__"].tolist() == ["x", "y"]
     blank = pd.read_parquet(tmp_path / "blank.csv.out")
     assert blank["text"].tolist() == ["hello", "", "thanks"] and blank["error"].tolist() == ["", "empty text", ""]
+
+
+def test_dask_csv_output_quotes_a_bare_carriage_return(tmp_path: Path, model_dir: Path, cluster) -> None:
+    """pandas' minimal quoting left "a\\r=cmd" unquoted: readers split the row at the CR and the next
+    cell started a line as a live formula."""
+    import csv
+
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "r1", "text": "nice\\r=cmd|\' /C calc\'!A0"}\n{"id": "r2", "text": "ok then"}\n',
+                   encoding="utf-8")
+    out = tmp_path / "scored.csv"
+    assert score_cli.main([str(src), "-o", str(out), "--engine", "dask", "--scheduler", cluster.scheduler_address,
+                           "--model-dir", str(model_dir)]) == 0
+    rows = []
+    for part in sorted(out.glob("part-*.csv")):
+        with part.open(newline="", encoding="utf-8") as fh:
+            rows += list(csv.DictReader(fh))
+    assert [r["id"] for r in rows] == ["r1", "r2"]
+    assert rows[0]["text"] == "nice\r=cmd|' /C calc'!A0"  # inside its quoted cell, not at the start of a row

@@ -95,6 +95,12 @@ def test_spelled_out(disguised: str, plain: str) -> None:
     ("cheap-meds . com", "zzurl"),
     ("site dot xyz", "zzurl"),
     ("bit dot ly/abc", "zzurl zzshorturl"),
+    # a third attack: the dot as another word or a spaced symbol, fused or spelled
+    ("more here: syriamp3 punto com", "more here: zzurl"), ("syriamp3 punkt net", "zzurl"),
+    ("syriamp3 period com", "zzurl"), ("syriamp3 point com", "zzurl"), ("syriamp3 dawt com", "zzurl"), ("syriamp3 d0t c0m", "zzurl"),
+    ("syriamp3 \u2022 com", "zzurl"), ("syriamp3 \U0001f539 com", "zzurl"), ("syriamp3 / com", "zzurl"),
+    ("syriamp3 - com", "zzurl"), ("syriamp3 \u2022 org", "zzurl"), ("syriamp3dotcom", "zzurl"), ("syriamp3 .c.o.m", "zzurl"), ("syriamp3.c om", "zzurl"),
+    ("kontakt: weber punkt net", "kontakt: zzurl"), ("sitemiz avrupavize nokta com", "sitemiz zzurl"),
 ])
 def test_dot_words(disguised: str, plain: str) -> None:
     assert normalize_text(disguised) == plain
@@ -125,6 +131,14 @@ def test_dot_words(disguised: str, plain: str) -> None:
 ])
 def test_more_link_disguises(disguised: str, plain: str) -> None:
     assert normalize_text(disguised) == plain
+
+
+@pytest.mark.parametrize("text", [
+    "at this point, com and net are both taken", "income - net of tax", "a / b and c / d", "the period after the war",
+    "point blank", "ru: the Russian code", "at this point net migration is down", "the safety - net is gone",
+])
+def test_dot_words_left_alone(text: str) -> None:
+    assert "zzurl" not in normalize_text(text)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -250,3 +264,47 @@ def test_a_plug_appended_to_an_ordinary_comment_is_not_approved(model_dir) -> No
             verdicts = moderator.classify([plug + " " + text if sep == "start" else text + sep + plug for text in benign])
             approved = [v for v in verdicts if v.action == "approve"]
             assert not approved, f"{len(approved)} comments with {plug!r} appended approved"
+
+
+#: A third attack: link disguises that normalization folds (fullwidth, percent-escapes, invisible
+#: characters, a line break before the domain, a dot written as a word) were found only when the link
+#: was the whole comment: the sentences read on their own were looked for in the raw text, where
+#: none of them shows a cue. They are now also looked for in the normalized text.
+FOLDED_PLUGS = ("More here: \uff53\uff59\uff52\uff49\uff41\uff4d\uff50\uff13\uff0e\uff43\uff4f\uff4d",
+                "More here: syriamp3%2Ecom", "More here: syriamp3.c\u200bom", "More here: syriamp3\n.com",
+                "More here: syriamp3 punto com", "More here: syriamp3 \u2022 com", "More here: syriamp3&#46;com")
+
+
+@pytest.mark.parametrize("plug", FOLDED_PLUGS)
+def test_a_folded_link_appended_to_a_comment_is_not_approved(model_dir, plug: str) -> None:
+    import modclf
+
+    df = pd.read_csv(DATA, dtype=str, keep_default_na=False)
+    hosts = df[(df["label"].isin(["support", "other"])) & df["text"].str.len().between(40, 250)].sample(
+        40, random_state=5)["text"].tolist()
+    moderator = modclf.load(model_dir)
+    alone = [v.action for v in moderator.classify(hosts)]
+    with_plug = [v.action for v in moderator.classify([h + " " + plug for h in hosts])]
+    assert alone.count("approve") >= 20
+    assert with_plug.count("approve") == 0, [h for h, a in zip(hosts, with_plug) if a == "approve"][:3]
+
+
+def test_cue_readings_look_in_the_normalized_text() -> None:
+    from modclf.window import cue_readings, cue_stretches
+
+    text = "Thanks, that was clear. More here: \uff53\uff59\uff52\uff49\uff41.\uff43\uff4f\uff4d"
+    assert cue_stretches(text) == []
+    assert cue_readings(text) == ["more here: zzurl"]
+    # a plain link is not read twice (raw and normalized)
+    assert cue_readings("Thanks, that was clear. More here: syriamp3.com") == ["More here: syriamp3.com"]
+
+
+@pytest.mark.parametrize("plug", [
+    "Loans fast: wechat loanking22", "Loans fast: viber loanking22", "Loans fast, IG loanking22",
+    "Loans fast, snap: loanking22", "Loans fast, line id loanking22", "look up Sahel Watch on YT",
+    "Quick loans: 1-800-LOAN-NOW", "number is 555 ~ 010 ~ 9999", "number is 555 plus 010 plus 9999",
+])
+def test_messaging_app_contacts_are_cues(plug: str) -> None:
+    from modclf.window import cue_readings
+
+    assert cue_readings("The article was fair and the photos were good. " + plug)

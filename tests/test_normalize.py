@@ -179,6 +179,7 @@ def reference_normalize_text(text: str) -> str:
     text = _BRACKET_DOT.sub(".", text)
     text = _SPELLED.sub(reference_join_spelled, text)
     text = _LOOSE_DOT.sub(".", text)
+    text = T._DOT_WORD.sub(T._dot_word, text)
     if "@" in text or "(at)" in text or "[at]" in text:
         text = _EMAIL.sub(EMAIL_TOKEN, text)
     if _LINK_HINT.search(text):
@@ -217,6 +218,9 @@ FRAGMENTS = [
     ".to", ".TO", ".vip/x", "site.lol", "SITE", "。", "·", "\u06d4", ",com", "_com", "c0m", "%2E", "%2e", "%73", "%20",
     "%", "\u202e", "\u202c", "<abbr>", "</abbr>", "<!--", "-->", "<br>", "ƈ", "ø", "ł", "ʂ", "٣", "०", "🇸", "\u0951",
     "\u0600", "\ufff9", "+963/944/123/456", "+1|555|0100", "/", "|",
+    # dots as words and spaced symbols (round 3)
+    " punto ", " point ", " period ", "dawt", " d0t ", "dotcom", ".c.o.m", ".c om", " • ", " / ", " ~ ", "🔹", "net",
+    "org", "income", " nokta ", "точка",
 ]
 texts = st.one_of(
     st.text(max_size=120),
@@ -282,7 +286,8 @@ def test_spelled_and_dot_gates_are_exact(text: str) -> None:
     if text.isascii():
         assert K.next_spelled_run(text.encode("ascii"), T.char_flags(), 0) == first
     assert T.join_spelled(text) == _SPELLED.sub(reference_join_spelled, text)
-    ungated = _LOOSE_DOT.sub(".", _SPELLED.sub(reference_join_spelled, _BRACKET_DOT.sub(".", text)))
+    ungated = T._DOT_WORD.sub(T._dot_word, _LOOSE_DOT.sub(".", _SPELLED.sub(reference_join_spelled,
+                                                                            _BRACKET_DOT.sub(".", text))))
     assert T.repair_dots(text) == ungated
 
 

@@ -111,6 +111,11 @@ def test_public_api_load_and_classify(model_dir: Path) -> None:
     assert long.truncated and long.action != "approve"
     with pytest.raises(TypeError, match="wrap it in a list"):
         moderator.classify("one string")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="not a mapping"):
+        moderator.classify({"Thanks": 1})  # type: ignore[arg-type]
+    generated = moderator.classify(t for t in ["Thanks!", "Is this confirmed?"])  # used up by a check before
+    assert [v.label for v in generated] == [v.label for v in moderator.classify(["Thanks!", "Is this confirmed?"])]
+    assert len(generated) == 2
     explained = moderator.classify(["Earn money at www.easy-cash-now.com"], explain=True, explain_top=3)[0]
     assert len(explained.explanation["top_ngrams"]) == 3 and "explanation" in explained.as_dict()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import re
 import subprocess
 import sys
 import time
@@ -673,3 +674,20 @@ def test_a_bad_jsonl_line_at_the_end_is_found_before_anything_is_scored(tmp_path
     with pytest.raises(ScoringError, match=r"in.jsonl: line 21: invalid JSON"):
         score_file(src, tmp_path / "out.parquet", model_dir, chunk_size=2)
     assert not list(tmp_path.glob("out.parquet*")) and not list(tmp_path.glob(".out.parquet*"))
+
+
+@pytest.mark.parametrize("line, problem", [
+    ('{"text": "FREE MP3 www.syriamp3.com", "text": "Thanks for the report"}', "the key 'text' appears twice"),
+    ('{"text": "ok", "meta": {"a": 1, "a": 2}}', "the key 'a' appears twice"),
+    ('{"text": "ok", "score": NaN}', "NaN is not valid JSON"),
+    ('{"text": "ok", "deep": ' + "[" * 100000 + "]" * 100000 + "}", "nested too deeply"),
+])
+def test_a_jsonl_line_two_readers_would_read_differently_is_refused(tmp_path: Path, model_dir: Path, line: str,
+                                                                     problem: str) -> None:
+    """Python keeps the last of two equal keys, other readers the first: the spam text would be
+    scored as "Thanks" and vanish from the output."""
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "first"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(ScoringError, match=r"in.jsonl: line 2: invalid JSON: " + re.escape(problem)):
+        score_file(src, tmp_path / "out.csv", model_dir)
+    assert not list(tmp_path.glob("out.csv*"))

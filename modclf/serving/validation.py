@@ -13,15 +13,12 @@ from typing import Any, Iterable
 
 from flask import request
 
+from .. import strictjson
 from ..moderator import clean_text
 from .errors import APIError
 
 MAX_ID_CHARS = 256
 _JSON_TYPES = ("application/json",)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def read_json_object(allowed: Iterable[str], required: Iterable[str] = (), *, optional_body: bool = False) -> dict[str, Any]:
@@ -48,8 +45,8 @@ def read_json_object(allowed: Iterable[str], required: Iterable[str] = (), *, op
     if not text.strip():
         raise APIError(400, "invalid_json", "request body is empty; expected a JSON object")
     try:
-        obj = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
-    except _DuplicateKey as exc:
+        obj = strictjson.loads(text)
+    except strictjson.DuplicateKey as exc:
         # which one counts differs between parsers (a proxy may read the first, Python the last)
         raise APIError(400, "duplicate_key", f"malformed JSON: the key {_printable(exc.key)!r} appears twice in "
                                              "one object") from None
@@ -65,21 +62,6 @@ def read_json_object(allowed: Iterable[str], required: Iterable[str] = (), *, op
     if not isinstance(obj, dict):
         raise APIError(400, "invalid_body", f"request body must be a JSON object, got {_json_type(obj)}")
     check_fields(obj, allowed, required, "body")
-    return obj
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _DuplicateKey(key)
-        obj[key] = value
     return obj
 
 

@@ -25,7 +25,11 @@ __all__ = ["spam_signal", "dispute_signal", "plain_text"]
 
 #: Tags of the rich text comment platforms send (Coral's editor, WordPress comments). A body with
 #: none of them is taken as plain text, so "a<b" or "<3" in a plain comment is left alone.
-_HTML_TAG = re.compile(r"</?(?:a|b|i|u|s|em|strong|br|p|div|span|blockquote|ul|ol|li|strike|code|pre|mark|sub|sup)\b[^<>]{0,500}>",
+#: So is any tag with an attribute a reader sees or follows: WordPress lets visitors use <abbr title>,
+#: <acronym title>, <q cite>, and other clients allow <img alt>; their tooltips are text a plug hides in.
+_HTML_TAG = re.compile(r"</?(?:a|b|i|u|s|em|strong|br|p|div|span|blockquote|ul|ol|li|strike|code|pre|mark|sub|sup|"
+                       r"abbr|acronym|q|cite|del|ins)\b[^<>]{0,500}>|"
+                       r"<[a-z][a-z0-9]*\s[^<>]{0,500}?\b(?:href|title|alt|src)\s*=[^<>]{0,500}>",
                        re.IGNORECASE)
 _BLOCK_TAGS = {"br", "p", "div", "blockquote", "li", "ul", "ol", "pre"}
 
