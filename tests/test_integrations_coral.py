@@ -157,6 +157,11 @@ def test_markup_hides_nothing_and_never_fails(client, body: str) -> None:
     ('<b>x</b> <img alt="buy pills" src="http://p.example/a.png">', "x\nhttp://p.example/a.png\nbuy pills"),
     ("plain <3 text, no markup", "plain <3 text, no markup"),
     ('<b>unclosed <a href="x.example" and more', 'unclosed <a href="x.example" and more'),  # no ">": text
+    # tags WordPress allows visitors, with no other markup: their tooltips are read (a third attack)
+    ('Thanks. <acronym title="Cheap loans, WhatsApp +1 555 010 9999">FYI</acronym>',
+     "Thanks. FYI\nCheap loans, WhatsApp +1 555 010 9999"),
+    ('<abbr title="loans at syriamp3.com">Thanks for the report</abbr>', "Thanks for the report\nloans at syriamp3.com"),
+    ('nice <img alt="cheap pills" src="x.png"> ok', "nice  ok\nx.png\ncheap pills"),
 ])
 def test_plain_text(body: str, text: str) -> None:
     assert plain_text(body) == text
