@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes, fsync_dir
 from .errors import ModelError
 from .labels import LABELS
 from .settings import DEFAULT_MODEL_DIR
@@ -165,23 +166,62 @@ def save_artifact(pipeline: Pipeline, meta: dict[str, Any], model_dir: str | Pat
     """Persist the pipeline, the fast path's arrays and the metadata; each file's sha256 is recorded
     in the metadata.
 
-    All files are written atomically, model files first, so a reader never sees metadata describing
-    a model file that is not there yet.
+    Safe to run into the directory a service loads from, and to kill at any point: the new files
+    are written under names of their own (``model-<sha>.joblib``, ``model-<sha>.fast.npz``) and
+    ``model.json``, which names the model file and its sha256, is replaced atomically to point at
+    them (the switch: until then the old model.json and its untouched files stay valid). Then
+    ``model.joblib`` and ``model.fast.npz`` are made the same bytes, model.json is replaced again to
+    name them (same checksums), and the staged names are removed. Replacing ``model.joblib`` first,
+    as before, left a directory nobody could load when the process died before model.json.
     """
     model_dir = Path(model_dir)
     tmp, digest = dump_pipeline(pipeline, model_dir)
+    staged = f"model-{digest[:16]}.joblib"
     try:
-        meta = {**meta, "model_file": MODEL_FILE, "model_sha256": digest}
-        os.replace(tmp, model_dir / MODEL_FILE)
+        os.replace(tmp, model_dir / staged)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    meta.pop(FAST_META_KEY, None)
-    fast = save_fast_arrays(pipeline, model_dir, digest, str(meta.get("model_version", "unknown")))
+    meta = {k: v for k, v in meta.items() if k != FAST_META_KEY}
+    meta.update(model_file=staged, model_sha256=digest)
+    staged_fast = f"model-{digest[:16]}.fast.npz"
+    fast = save_fast_arrays(pipeline, model_dir, digest, str(meta.get("model_version", "unknown")),
+                            file_name=staged_fast)
+    fsync_dir(model_dir)
+    write_json(model_dir / META_FILE, {**meta, **({FAST_META_KEY: fast} if fast else {})})  # the switch
+    link_or_copy(model_dir / staged, model_dir / MODEL_FILE)
     if fast is not None:
-        meta[FAST_META_KEY] = fast
-    write_json(model_dir / META_FILE, meta)
+        link_or_copy(model_dir / staged_fast, model_dir / FAST_FILE)
+    else:
+        (model_dir / FAST_FILE).unlink(missing_ok=True)  # arrays of an older model must not linger
+    meta = {**meta, "model_file": MODEL_FILE, **({FAST_META_KEY: {**fast, "file": FAST_FILE}} if fast else {})}
+    write_json(model_dir / META_FILE, meta)  # the same model under its usual names
+    for path in model_dir.glob("model-*"):  # these, and any a killed run left
+        if VERSIONED_MODEL.match(path.name):
+            path.unlink(missing_ok=True)
+    fsync_dir(model_dir)
     return meta
+
+
+#: Model files written under their checksum (by save_artifact while it switches, and by
+#: :func:`modclf.retrain.promote`).
+VERSIONED_MODEL = re.compile(r"^model-[0-9a-f]{16}\.(?:joblib|fast\.npz)$")
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Atomically make ``dst`` the bytes of ``src`` (a hard link, or a synced copy where links are refused)."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+    os.replace(tmp, dst)
+    fsync_dir(dst.parent)
 
 
 def save_fast_arrays(pipeline: Pipeline, model_dir: str | Path, model_sha256: str,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -38,13 +37,12 @@ from .feedback import HAM, Decision, FeedbackError, FeedbackStore, resolve_db_ur
 from .atomic import fsync_dir
 from .labels import LABELS
 from .model import (FAST_FILE, FAST_META_KEY, META_FILE, MODEL_FILE, ModelArtifact, ModelError, dump_pipeline, fit_model,
-                    load_artifact, read_meta, save_fast_arrays, write_json)
+                    VERSIONED_MODEL, link_or_copy, load_artifact, read_meta, save_fast_arrays, write_json)
 from .training import build_meta
 
 log = logging.getLogger(__name__)
 
 HELDOUT_FRACTION = 0.2
-_VERSIONED_MODEL = re.compile(r"^model-[0-9a-f]{16}\.(?:joblib|fast\.npz)$")
 
 
 def text_key(text: str) -> str:
@@ -226,26 +224,15 @@ def promote(pipeline: Pipeline, meta: dict[str, Any], model_dir: str | Path) -> 
     _alias_model_file(model_dir, name)
     keep = {name, fast_name, MODEL_FILE, FAST_FILE, previous_file, previous_fast}
     for path in model_dir.glob("model-*"):
-        if _VERSIONED_MODEL.match(path.name) and path.name not in keep:
+        if VERSIONED_MODEL.match(path.name) and path.name not in keep:
             path.unlink(missing_ok=True)
     log.info("promoted %s (%s) in %s", meta["model_version"], name, model_dir)
     return meta
 
 
 def _alias_model_file(model_dir: Path, name: str) -> None:
-    """Make model.joblib the promoted file's bytes (hard link, or a copy where links are refused)."""
-    tmp = model_dir / f".{MODEL_FILE}.{os.getpid()}.tmp"
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(model_dir / name, tmp)
-    except OSError:
-        import shutil
-
-        shutil.copyfile(model_dir / name, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-    os.replace(tmp, model_dir / MODEL_FILE)
-    fsync_dir(model_dir)
+    """Make model.joblib the promoted file's bytes."""
+    link_or_copy(model_dir / name, model_dir / MODEL_FILE)
 
 
 __all__ = ["retrain_with_feedback", "merge_decisions", "promote", "text_key"]

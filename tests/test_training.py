@@ -223,3 +223,52 @@ def test_train_records_weighted_rows(tmp_path: Path, small_csv: Path) -> None:
     assert meta["training_data"]["rows"] == len(df)
     assert meta["training_data"]["weighted_rows"] == len(df) + len(df) // 2
     assert any("rows count more than once" in line for line in lines)
+
+
+@pytest.mark.parametrize("dies_at", [1, 2, 3])
+def test_training_into_a_served_directory_can_die_at_any_step(tmp_path: Path, small_csv: Path, monkeypatch,
+                                                               dies_at: int) -> None:
+    """Killed while writing, the directory still loads: the old model before the switch to the new
+    model.json, the new one after it (the old way replaced model.joblib first: a kill before
+    model.json was written left a sha256 mismatch that no service could load)."""
+    import modclf.model as M
+
+    live = tmp_path / "model"
+    old = train([small_csv], live, folds=0, progress=False, report=lambda _: None)
+    df = pd.read_csv(small_csv, dtype=str, keep_default_na=False)
+    other = tmp_path / "other.csv"
+    df.iloc[::-1].iloc[5:].to_csv(other, index=False)  # different data: a different model
+    calls = {"write_json": 0, "link_or_copy": 0}
+    real_write, real_link = M.write_json, M.link_or_copy
+
+    def write_json(path, obj):
+        calls["write_json"] += 1
+        if dies_at == 1 and calls["write_json"] == 1:
+            raise KeyboardInterrupt("killed before the switch")
+        if dies_at == 3 and calls["write_json"] == 2:
+            raise KeyboardInterrupt("killed before model.json names model.joblib again")
+        return real_write(path, obj)
+
+    def link_or_copy(src, dst):
+        if dies_at == 2:
+            raise KeyboardInterrupt("killed while model.joblib is replaced")
+        return real_link(src, dst)
+
+    monkeypatch.setattr(M, "write_json", write_json)
+    monkeypatch.setattr(M, "link_or_copy", link_or_copy)
+    with pytest.raises(KeyboardInterrupt):
+        train([other], live, folds=0, progress=False, report=lambda _: None)
+    monkeypatch.undo()
+    loaded = load_artifact(live)
+    expected = old["model_version"] if dies_at == 1 else json.loads((live / "model.json").read_text())["model_version"]
+    assert loaded.version == expected
+    if dies_at > 1:
+        assert loaded.version != old["model_version"]
+    import modclf
+
+    assert modclf.load(live).classify(["Thanks for the report"])[0].label in LABELS  # the fast arrays agree too
+    # a later run cleans up after the killed one (its staged files, whatever model they were)
+    (live / "model-0123456789abcdef.joblib").write_bytes(b"left by a killed run")
+    new = train([other], live, folds=0, progress=False, report=lambda _: None)
+    assert json.loads((live / "model.json").read_text())["model_file"] == "model.joblib"
+    assert not list(live.glob("model-*")) and load_artifact(live).version == new["model_version"]
