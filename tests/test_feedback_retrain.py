@@ -97,30 +97,42 @@ def _files(directory: Path) -> dict[str, str]:
     return {p.name: sha256_file(p) for p in sorted(directory.iterdir())}
 
 
+#: A spam wave the corpus does not know, each written differently; moderators label them spam.
+WAVE = [f"Join the {name} signal group, {n} coins a day guaranteed, message admin {handle} now"
+        for name, n, handle in [("Golden Pump", 40, "gp_admin1"), ("Moon Whales", 35, "mw_boss"),
+                                ("Alpha Calls", 50, "alpha_ceo"), ("Pump Kings", 45, "pk_king"),
+                                ("Rocket Crew", 30, "rc_cap"), ("Diamond Hands", 60, "dh_lead"),
+                                ("Whale Alerts", 25, "wa_chief"), ("Bull Riders", 55, "br_top"),
+                                ("Coin Lords", 20, "cl_main"), ("Profit Wave", 65, "pw_desk"),
+                                ("Green Candle", 70, "gc_mod"), ("Lambo Club", 75, "lc_vip"),
+                                ("Hodl Gang", 80, "hg_boss"), ("Satoshi Circle", 85, "sc_head"),
+                                ("Degen Den", 90, "dd_chief"), ("Gem Hunters", 95, "gh_lead"),
+                                ("Chart Wizards", 15, "cw_admin"), ("Yield Farm", 12, "yf_desk"),
+                                ("Token Tigers", 18, "tt_top"), ("Block Bosses", 22, "bb_main")]]
+
+
 def test_better_candidate_is_promoted_and_picked_up_by_a_running_service(small: Path, tmp_path: Path, capsys) -> None:
-    # the current model learned shuffled labels: any honest candidate beats it
-    df = pd.read_csv(small, dtype=str, keep_default_na=False)
-    df["label"] = df["label"].sample(frac=1, random_state=3).to_numpy()
-    df.to_csv(tmp_path / "shuffled.csv", index=False)
     live = tmp_path / "model"
-    train([tmp_path / "shuffled.csv"], live, folds=0, progress=False, report=lambda _: None)
+    train([small], live, folds=0, progress=False, report=lambda _: None)
     service = ServiceState(live, DEFAULT_POLICY_PATH)  # a running service, before promotion
     old_version = service.model_version
     original = pd.read_csv(small, dtype=str, keep_default_na=False)
     text = original.loc[original["label"] == "support", "text"].iloc[0]  # a moderator calls it dispute
-    url = _store(tmp_path / "fb.db", [("m1", text, "dispute"), ("m2", "Follow my page, free giveaway, link in bio", "spam")])
+    url = _store(tmp_path / "fb.db", [("m1", text, "dispute")] + [(f"w{i}", t, "spam") for i, t in enumerate(WAVE)])
     assert _run(small, live, url) == 0
     out = capsys.readouterr().out
-    assert "candidate on the held-out split" in out and f"current model {old_version} on the same held-out split" in out
+    assert "candidate on the held-out split" in out and "without the feedback" in out
+    assert f"current model {old_version} on the same held-out split" in out and "shown, not compared" in out
     assert "promoted model" in out
 
     meta = json.loads((live / "model.json").read_text())
     assert meta["model_file"].startswith("model-") and meta["model_file"] != MODEL_FILE
     assert sha256_file(live / meta["model_file"]) == sha256_file(live / MODEL_FILE) == meta["model_sha256"]
     fb = meta["training_data"]["feedback"]
-    assert fb["decisions"] == 2 and fb["rows_added"] == 1 and fb["corpus_rows_relabeled"] >= 1
+    assert fb["decisions"] == 1 + len(WAVE) and fb["rows_added"] == len(WAVE) and fb["corpus_rows_relabeled"] >= 1
     held = meta["metrics"]["retrain_heldout"]
-    assert held["candidate"]["macro_f1"] >= held["current"]["macro_f1"] and held["previous_version"] == old_version
+    assert held["candidate"]["macro_f1"] > held["without_feedback"]["macro_f1"]  # it learned the wave
+    assert held["previous_version"] == old_version and held["current"] is not None
     assert load_artifact(live).version == meta["model_version"] != old_version
     # the running service swaps to it on reload (what POST /v1/admin/reload and HUP call)
     assert service.reload() == meta["model_version"]
@@ -133,16 +145,41 @@ def test_better_candidate_is_promoted_and_picked_up_by_a_running_service(small: 
     assert len(versioned) <= 2 and json.loads((live / "model.json").read_text())["model_file"] in versioned
 
 
-def test_worse_candidate_is_refused_and_the_model_is_untouched(small: Path, tmp_path: Path, capsys) -> None:
-    # the current model was fit on every row, held-out ones included: a candidate fit on 80 % cannot match it
+def test_confirming_decisions_are_promoted_although_the_current_model_scores_higher(small: Path, tmp_path: Path,
+                                                                                     capsys) -> None:
+    """The current model was fit on every row, held-out ones included, so it scores its own training
+    data; with it as the bar no honest candidate was ever promoted (0.82 against 0.94 on the
+    shipped corpus). Decisions that only confirm corpus labels change nothing: promoted."""
+    live = tmp_path / "model"
+    train([small], live, folds=0, progress=False, report=lambda _: None)
+    df = pd.read_csv(small, dtype=str, keep_default_na=False)
+    url = _store(tmp_path / "fb.db", [(f"c{i}", t, label) for i, (t, label) in enumerate(zip(df["text"][:5], df["label"][:5]))])
+    assert _run(small, live, url) == 0
+    held = json.loads((live / "model.json").read_text())["metrics"]["retrain_heldout"]
+    assert held["current"]["macro_f1"] > held["candidate"]["macro_f1"] == held["without_feedback"]["macro_f1"]
+
+
+def test_worse_candidate_is_refused_and_the_model_is_untouched(small: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    import modclf.retrain as R
+
     live = tmp_path / "model"
     train([small], live, folds=0, progress=False, report=lambda _: None)
     before = _files(live)
     df = pd.read_csv(small, dtype=str, keep_default_na=False)
-    url = _store(tmp_path / "fb.db", [(f"c{i}", t, label) for i, (t, label) in enumerate(zip(df["text"][:5], df["label"][:5]))])
+    url = _store(tmp_path / "fb.db", [("c0", df["text"][0], df["label"][0])])
+    real_fit = R.fit_model
+    fits = []
+
+    def fit_model(texts, labels, seed, weights=None):  # the candidate (first fit) learns shuffled labels
+        fits.append(len(texts))
+        if len(fits) == 1:
+            labels = list(pd.Series(labels).sample(frac=1, random_state=1))
+        return real_fit(texts, labels, seed, weights)
+
+    monkeypatch.setattr(R, "fit_model", fit_model)
     assert _run(small, live, url) == 3
     out = capsys.readouterr().out
-    assert "refused: candidate macro-F1" in out and "current model" in out
+    assert "refused: candidate macro-F1" in out and "without the feedback" in out and len(fits) == 2
     assert _files(live) == before
 
 
