@@ -218,8 +218,20 @@ def _train(args: argparse.Namespace) -> int:
         return 0 if promoted else EXIT_NOT_PROMOTED
     from .training import train
 
+    _check_writable_dir(Path(settings.model_dir), "--model-dir")
     train(data, settings.model_dir, seed=args.seed, folds=args.folds, progress=not args.no_progress)
     return 0
+
+
+def _check_writable_dir(directory: Path, option: str) -> None:
+    """Refuse before any work a directory the command could not write its result into."""
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"{directory}: {option} is a file, not a directory")
+    existing = directory
+    while not existing.exists():
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{existing}: not writable, so {option} {directory} cannot be written")
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -229,6 +241,11 @@ def _eval(args: argparse.Namespace) -> int:
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing:
         raise ConfigError(f"{missing[0]}: evaluation file not found")
+    if args.png and Path(args.png).suffix.lower() != ".png" and not Path(args.png).is_dir():
+        raise ConfigError(f"{args.png}: --png must name a .png file (or a directory)")
+    if not args.no_record and not os.access(settings.model_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"{settings.model_dir}: not writable, so the evaluation cannot be recorded in its "
+                          "model.json; use --no-record")
     for path in args.files:
         evaluate(path, settings.model_dir, data_paths=[str(p) for p in settings.data] if args.data else None,
                  record=not args.no_record, png_path=args.png, sweep=args.sweep,
@@ -392,6 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.close(devnull)
         return 1
     except ModclfError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a file or directory the command could not use: its name, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

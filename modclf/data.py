@@ -6,6 +6,7 @@ file are reported at once, so a bad file is fixed in one pass instead of one err
 
 from __future__ import annotations
 
+import csv
 import io
 import logging
 from collections.abc import Sequence
@@ -52,6 +53,10 @@ def read_labeled(path: str | Path, min_per_label: int = 0) -> pd.DataFrame:
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson", ".parquet", ".pq"):
         raise DataError(f"{path}: labeled files are CSV (columns text,label); convert this {path.suffix} file to CSV")
     content = _decode(path)
+    header = next(csv.reader(io.StringIO(content)), [])
+    twice = [c for c in dict.fromkeys(header) if header.count(c) > 1]
+    if twice:  # pandas would rename the second one "label.1" and train on a guess
+        raise DataError(f"{path}: line 1: column {twice[0]!r} appears more than once")
     try:
         df = pd.read_csv(io.StringIO(content), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -118,6 +123,19 @@ def read_many(paths: Sequence[str | Path], min_per_label: int = 0) -> pd.DataFra
         raise DataError("no data file given")
     frames = [read_labeled(p) for p in paths]
     df = pd.concat(frames, ignore_index=True)
+    _warn_conflicting_labels(df, paths)
     if min_per_label:
         check_label_counts(df, min_per_label, ", ".join(str(p) for p in paths))
     return df
+
+
+def _warn_conflicting_labels(df: pd.DataFrame, paths: Sequence[str | Path]) -> None:
+    """Log how many texts (case and spacing ignored) carry more than one label: the model cannot
+    learn both, and cross-validation would see the same text on both sides of a split."""
+    keys = df["text"].map(lambda t: " ".join(t.casefold().split()))
+    labels_per_text = df.groupby(keys, sort=False)["label"].nunique()
+    conflicting = labels_per_text[labels_per_text > 1]
+    if len(conflicting):
+        examples = ", ".join(ascii(k[:60]) for k in conflicting.index[:3])
+        log.warning("%s: %d text(s) appear with different labels (e.g. %s); the model learns the majority, "
+                    "and files given twice count twice", ", ".join(str(p) for p in paths), len(conflicting), examples)

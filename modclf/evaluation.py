@@ -20,10 +20,14 @@ def compute_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, A
         y_true, y_pred, labels=list(LABELS), zero_division=0
     )
     cm = confusion_matrix(y_true, y_pred, labels=list(LABELS))
+    # over the labels the file or the model uses: a label absent from both is not a class the model
+    # failed on (scikit-learn's own default), while one it predicts but the file lacks still counts 0
+    used = set(y_true) | set(y_pred)
+    present = [i for i, label in enumerate(LABELS) if label in used] or list(range(len(LABELS)))
     return {
         "n": int(len(y_true)),
         "accuracy": round(float(np.mean(np.asarray(y_true) == np.asarray(y_pred))), 4),
-        "macro_f1": round(float(np.mean(f)), 4),
+        "macro_f1": round(float(np.mean(f[present])), 4),
         "per_class": {
             label: {
                 "precision": round(float(p[i]), 4),

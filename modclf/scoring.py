@@ -431,8 +431,24 @@ def _iter_parquet(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
         pf = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise ScoringError(f"{path}: not a readable Parquet file: {exc}") from None
-    for batch in pf.iter_batches(batch_size=chunk_size):
-        yield parquet_frame(batch, path)
+    names = pf.schema_arrow.names
+    twice = [c for c in dict.fromkeys(names) if names.count(c) > 1]
+    if twice:  # which of the two is the text would be a guess
+        raise ScoringError(f"{path}: column {twice[0]!r} appears more than once")
+    batches = pf.iter_batches(batch_size=chunk_size)
+    first_row = 1
+    while True:
+        try:
+            batch = next(batches)
+            batch.validate(full=True)  # strings are checked for UTF-8 here, not when first used
+            frame = parquet_frame(batch, path)
+        except StopIteration:
+            return
+        except pa.ArrowException as exc:  # a string column that is not UTF-8, a page that does not decode
+            raise ScoringError(f"{path}: rows from {first_row}: cannot be read: {str(exc).splitlines()[0][:200]} "
+                               "(a string column must hold UTF-8 text)") from None
+        first_row += len(frame)
+        yield frame
 
 
 def parquet_frame(data: pa.RecordBatch | pa.Table, path: str | Path) -> pd.DataFrame:

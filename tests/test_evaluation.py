@@ -315,3 +315,12 @@ def test_eval_of_a_file_with_only_a_header_is_a_one_line_error(small_model: tupl
     assert main(["eval", "--no-record", "--model-dir", str(model_dir), str(tmp_path / "hdr.csv")]) == 2
     err = capsys.readouterr().err
     assert err == f"error: {tmp_path / 'hdr.csv'}: no data rows (only a header); nothing to evaluate\n"
+
+
+def test_macro_f1_leaves_out_a_label_neither_the_file_nor_the_model_uses() -> None:
+    from modclf.evaluation import compute_metrics
+
+    y = ["spam", "spam", "other", "support"]
+    assert compute_metrics(y, y)["macro_f1"] == 1.0  # no dispute or question anywhere: not five classes
+    # a label the model predicts that the file lacks still counts (F1 0)
+    assert compute_metrics(y, ["spam", "spam", "other", "question"])["macro_f1"] == 0.5  # spam 1, other 1, support 0, question 0

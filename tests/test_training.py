@@ -47,6 +47,8 @@ def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
         ("text,label,weight\nhello,other,11\n", "row 1: field 'weight': '11' is not a whole number"),
         ("text,label,weight\nhello,other,-1\n", "row 1: field 'weight': '-1' is not a whole number"),
         ("text,label,weight\nhello,other,\u0663\n", "row 1: field 'weight': '\u0663' is not a whole number"),
+        ("id,text,label,label\n1,hello,other,spam\n", "line 1: column 'label' appears more than once"),
+        ("id,text,text,label\n1,hello,buy now,other\n", "line 1: column 'text' appears more than once"),
     ],
 )
 def test_bad_training_data_names_file_row_and_field(tmp_path: Path, content: str | bytes, expected: str) -> None:
@@ -272,3 +274,11 @@ def test_training_into_a_served_directory_can_die_at_any_step(tmp_path: Path, sm
     new = train([other], live, folds=0, progress=False, report=lambda _: None)
     assert json.loads((live / "model.json").read_text())["model_file"] == "model.joblib"
     assert not list(live.glob("model-*")) and load_artifact(live).version == new["model_version"]
+
+
+def test_a_text_with_two_labels_is_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    a = write(tmp_path, "a.csv", "text,label\nThanks for the report,support\nIs it confirmed?,question\n")
+    b = write(tmp_path, "b.csv", "text,label\n  thanks for the REPORT ,other\nIs it confirmed?,question\n")
+    with caplog.at_level("WARNING", logger="modclf.data"):
+        read_many([a, b])
+    assert "1 text(s) appear with different labels" in caplog.text and "thanks for the report" in caplog.text
