@@ -189,8 +189,13 @@ def decision_metrics(
     truncated: Sequence[bool] | None = None,
     sources: Sequence[str] | None = None,
     conditions: Sequence[Sequence[str]] | None = None,
+    actions: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """What the moderation policy does with the predictions, judged against the true labels.
+
+    ``actions``: the actions actually taken, when the caller decided them
+    (:meth:`modclf.moderator.Moderator.decide`: with the readings of cue sentences, spam segments and
+    foreign parts that the policy alone does not see); otherwise computed from ``proba`` as below.
 
     ``proba`` is an (n, 5) array in :data:`modclf.labels.LABELS` order. Each row's action is
     ``policy.action_for(top label, its probability, all probabilities)`` (under the ``truncated``
@@ -215,7 +220,11 @@ def decision_metrics(
     if sources is not None and len(sources) != len(y):
         raise ValueError(f"{len(sources)} sources for {len(y)} rows")
     pred = np.asarray(LABELS, dtype=object)[proba.argmax(axis=1)] if len(y) else np.asarray([], dtype=object)
-    actions = np.asarray(policy_actions(proba, policy, truncated, conditions), dtype=object)
+    if actions is None:
+        actions = policy_actions(proba, policy, truncated, conditions)
+    elif len(actions) != len(y):
+        raise ValueError(f"{len(actions)} actions for {len(y)} rows")
+    actions = np.asarray(list(actions), dtype=object)
     truths = {label: true_action(label, policy) for label in LABELS}
     expected = np.asarray([truths[label] for label in y], dtype=object)
 

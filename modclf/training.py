@@ -259,9 +259,12 @@ def evaluate(
     pred = np.asarray(LABELS)[proba.argmax(axis=1)]
     result = compute_metrics(y_true, pred)
     report(format_report(result, f"model {artifact.version} on {eval_path}"))
-    decisions = {"model": decision_metrics(y_true, proba, policy, truncated, sources, conditions)}
+    # the service's own decisions: the policy plus the readings of cue sentences, spam segments and
+    # foreign parts (the naive baseline below gets the policy alone: it has no Moderator)
+    actions = [v.action for v in moderator.decide(prediction)]
+    decisions = {"model": decision_metrics(y_true, proba, policy, truncated, sources, conditions, actions)}
     if "lang" in df.columns:
-        by_language = decision_metrics(y_true, proba, policy, truncated, df["lang"].tolist(), conditions)
+        by_language = decision_metrics(y_true, proba, policy, truncated, df["lang"].tolist(), conditions, actions)
         decisions["model_by_language"] = by_language
     calibration = {"model": calibration_metrics(y_true, proba)}
 

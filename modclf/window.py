@@ -53,7 +53,8 @@ _STRETCH_CUE_PATTERNS = (
     # messaging apps: named with a handle or a colon, or the ones ordinary talk rarely names
     r"(?:signal|wechat|we\s*chat|viber|threema|line|session|tele|kik|insta\w*|ig|snap\w*|tiktok|whats\s*app|telegram)"
     r"\s*(?:id\s*)?[:=]|wechat|we\s*chat|viber|threema|the\s+gram\b|blue\s+app\b|"
-    r"(?:ig|insta|snap|tele|tiktok|signal|line\s*id|session\s*id)\s+@?[a-z][a-z0-9_.]*\d|"
+    r"(?:ig|insta|snap|tele|tiktok|signal|line\s*id|session\s*id)\s+@?[a-z][a-z0-9_.]*\d|session\s*id\b|"
+    r"my\s+(?:signal|tele\w*|wechat|line|viber|kik|snap\w*|insta\w*|ig|whats\s*app|session)\s+(?:id\s+)?is\b|"
     # "look up <name> on YT", a vanity number
     r"(?:look|search|find)\s+(?:me\s+|us\s+)?(?:up\s+)?[^.!?\n]{1,40}?\s+on\s+(?:yt|youtube|spotify|insta\w*|ig|"
     r"tiktok|sound\s*cloud|twitch|apple\s+music)\b|1-?8(?:00|88|77|66|55|44|33)-[a-z0-9]{3,}-[a-z0-9]{2,})",

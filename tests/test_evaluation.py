@@ -324,3 +324,22 @@ def test_macro_f1_leaves_out_a_label_neither_the_file_nor_the_model_uses() -> No
     assert compute_metrics(y, y)["macro_f1"] == 1.0  # no dispute or question anywhere: not five classes
     # a label the model predicts that the file lacks still counts (F1 0)
     assert compute_metrics(y, ["spam", "spam", "other", "question"])["macro_f1"] == 0.5  # spam 1, other 1, support 0, question 0
+
+
+def test_eval_decisions_are_the_services_decisions(tmp_path: Path, model_dir: Path) -> None:
+    """A plug appended to an ordinary comment is held by the reading of its cue sentence, which the
+    policy alone (top label, probabilities) does not see: eval counted such comments as approved."""
+    import modclf
+    from modclf.training import evaluate
+
+    texts = ["Thanks for the clear report, it helped me understand the vote.",
+             "Thanks for the clear report, it helped me understand the vote. More here: \uff53\uff59\uff52\uff49\uff41.\uff43\uff4f\uff4d",
+             "Is there a list of the polling stations somewhere?", "This is simply false and you know it."]
+    path = tmp_path / "e.csv"
+    pd.DataFrame({"text": texts, "label": ["support", "spam", "question", "dispute"]}).to_csv(path, index=False)
+    out = evaluate(path, model_dir, record=False, report=lambda s: None)
+    service = [v.action for v in modclf.load(model_dir).classify(texts)]
+    counts = out["decisions"]["model"]["actions"]
+    assert {a: counts[a]["count"] for a in ("approve", "review", "reject")} == {
+        a: service.count(a) for a in ("approve", "review", "reject")}
+    assert service[1] != "approve" and out["decisions"]["model"]["spam_published"]["count"] == 0

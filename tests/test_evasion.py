@@ -303,6 +303,7 @@ def test_cue_readings_look_in_the_normalized_text() -> None:
     "Loans fast: wechat loanking22", "Loans fast: viber loanking22", "Loans fast, IG loanking22",
     "Loans fast, snap: loanking22", "Loans fast, line id loanking22", "look up Sahel Watch on YT",
     "Quick loans: 1-800-LOAN-NOW", "number is 555 ~ 010 ~ 9999", "number is 555 plus 010 plus 9999",
+    "Loans fast, my signal is loanking22", "Loans fast, Session ID 05a8f3c2e1", "Loans fast, my tele is loanking22",
 ])
 def test_messaging_app_contacts_are_cues(plug: str) -> None:
     from modclf.window import cue_readings
