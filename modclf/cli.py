@@ -259,6 +259,15 @@ def _policy_kw(func: Callable[..., Any], policy: Path) -> dict[str, Any]:
     return {"policy_path": policy} if "policy_path" in inspect.signature(func).parameters else {}
 
 
+class _Terminated(KeyboardInterrupt):
+    """A stop asked by a signal other than SIGINT; the exit status is 128 + its number (143 for
+    SIGTERM), as a shell reports a process the signal killed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 @contextlib.contextmanager
 def _stop_cleanly_on_termination() -> Iterator[None]:
     """SIGTERM and SIGHUP (a job scheduler, a closed terminal) end a scoring run the way Ctrl-C
@@ -267,7 +276,7 @@ def _stop_cleanly_on_termination() -> Iterator[None]:
     import signal
 
     def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        raise _Terminated(signum)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
@@ -414,11 +423,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a file or directory the command could not use: its name, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         hint = "; the chunks already scored are kept: run the same command with --resume to continue" \
             if args.command == "score" and getattr(args, "engine", "local") == "local" else ""
         print(f"interrupted{hint}", file=sys.stderr)
-        return 130
+        return 128 + exc.signum if isinstance(exc, _Terminated) else 130
 
 
 if __name__ == "__main__":  # python -m modclf.cli

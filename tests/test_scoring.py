@@ -446,6 +446,26 @@ def test_killed_process_resumes_without_losing_or_duplicating_rows(tmp_path: Pat
     assert (tmp_path / "out.csv").read_bytes() == clean.read_bytes()
 
 
+def test_sigterm_stops_cleanly_with_the_shells_status(tmp_path: Path, model_dir: Path) -> None:
+    """A job scheduler's SIGTERM ends the run like Ctrl-C (no output file, parts kept for --resume),
+    with exit status 143 (128 + 15), not SIGINT's 130."""
+    corpus = pd.read_csv(DATA, dtype=str, keep_default_na=False)
+    big = pd.DataFrame({"n": range(30_000), "text": np.resize(corpus["text"].to_numpy(), 30_000)})
+    big.to_csv(tmp_path / "in.csv", index=False)
+    cmd = [sys.executable, str(ROOT / "score.py"), str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv"),
+           "--model-dir", str(model_dir), "--chunk-size", "500", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    parts = tmp_path / "out.csv.parts"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(parts.glob("part-*.csv"))) < 2:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "interrupted" in err and "--resume" in err
+    assert not (tmp_path / "out.csv").exists() and list(parts.glob("part-*.csv"))
+
+
 @pytest.mark.slow
 def test_workers_end_with_a_killed_parent(tmp_path: Path, model_dir: Path) -> None:
     """kill -9 of score.py must not leave its worker processes behind."""
