@@ -258,7 +258,7 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a byte-order mark may lead the file
             except UnicodeDecodeError:
                 raise ScoringError(f"{path}: line {lineno}: not valid UTF-8") from None
             if not line.strip():

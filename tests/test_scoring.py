@@ -711,3 +711,11 @@ def test_a_jsonl_line_two_readers_would_read_differently_is_refused(tmp_path: Pa
     with pytest.raises(ScoringError, match=r"in.jsonl: line 2: invalid JSON: " + re.escape(problem)):
         score_file(src, tmp_path / "out.csv", model_dir)
     assert not list(tmp_path.glob("out.csv*"))
+
+
+def test_a_jsonl_file_may_start_with_a_byte_order_mark(tmp_path: Path, model_dir: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'\xef\xbb\xbf{"id": 1, "text": "Thanks for the report"}\n{"id": 2, "text": "Is it confirmed?"}\n')
+    score_file(src, tmp_path / "out.csv", model_dir)
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert out["id"].tolist() == [1, 2] and out["label"].notna().all()
