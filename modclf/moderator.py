@@ -441,15 +441,21 @@ class Moderator:
         # their own (one model call for the batch), and its parts' languages.
         owners: list[int] = []
         stretches: list[str] = []
+        overflowing: set[int] = set()
         for i, ((reading, _), text) in enumerate(zip(readings, texts)):
             if reading[3] == "approve" and text is not None:
-                for stretch in cue_readings(text, MAX_SEGMENTS):
+                found = cue_readings(text, MAX_SEGMENTS)
+                if found.overflow:
+                    overflowing.add(i)
+                for stretch in found.stretches:
                     owners.append(i)
                     stretches.append(stretch)
         cues = self._most_spam_like(len(readings), owners, stretches)
         out = []
-        for ((label, confidence, probabilities, action), conditions), cue, text, cut, language in zip(
-                readings, cues, texts, prediction.truncated, prediction.languages):
+        for i, (((label, confidence, probabilities, action), conditions), cue, text, cut, language) in enumerate(zip(
+                readings, cues, texts, prediction.truncated, prediction.languages)):
+            if action == "approve" and i in overflowing:
+                action = CUE_ACTION  # more cue sentences than are read alone: a moderator reads it
             if cue is not None and action == "approve" and self._spam_signal(cue):
                 # a link line read alone can be a cited source that merely looks like a plug: it holds
                 # the comment for a moderator, it never rejects it (CUE_ACTION)

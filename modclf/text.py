@@ -509,12 +509,20 @@ def _loose_dots(text: str) -> str:
 # "syriamp3 • com", "syriamp3 / com", "syriamp3 dawt c0m"), fused ("syriamp3dotcom") or spelled
 # ("syriamp3 .c.o.m", ".c om"): the "unclickable but readable" links of comment spam. Only before these
 # domains, after a letter or digit: "at this point com..." would need "com" as a word of its own.
-# Separators that are also ordinary English ("point", "period", " - ", " / ") count before "com" only:
-# "at this point net migration", "income - net of tax" are text.
-_DOT_SEPARATOR = (r"\s+(?:dawt|d0t|dott|punto|punkt|nokta|tochka|\u0442\u043e\u0447\u043a\u0430)\s+|"
-                  r"\s+[\u2022\u25cf\u2219\u22c5\u25e6\u2027\u06d4\u2981]\s+|\s*\U0001f539\s*")
-_DOT_SEPARATOR_COM = r"\s+(?:point|period)\s+|\s+[~*/|\\-]\s+"
-_DOT_WORD = re.compile(rf"(?<=[a-z0-9])(?:(?:{_DOT_SEPARATOR})(?P<tld>com|net|org|ru|c0m)\b|"
+# Separators that are also ordinary English ("point", "period", " - ", " / ", " , ") count before "com"
+# only: "at this point net migration", "income - net of tax" are text. The other words for "dot"
+# (Spanish/Italian, German, Turkish, Portuguese, Polish, Indonesian, Arabic transliterated,
+# Russian, spelled or leet) and the spaced look-alike dots count before the domains link drops use.
+_DOT_NAMES = (r"dawt|d0t|dott|dote|d\.o\.t|d o t|punto|punkt|nokta|ponto|kropka|titik|nuqta|noqta|tochka|"
+              r"\u0442\u043e\u0447\u043a\u0430")
+_DOT_SEPARATOR = (rf"\s*[-'<(\[{{,]?\s*(?<![a-z0-9])(?:{_DOT_NAMES})(?![a-z0-9])\s*[-'>)\]}},]?\s*|"
+                  r"\s*[-'<]\s*dot\s*[-'>]\s*|"  # "dot" itself only wrapped ("-dot-", "<dot>"): "polka dot top" is text
+                  r"\s+[\u2022\u25cf\u2219\u22c5\u25e6\u2027\u06d4\u2981\u00b7\u30fb\u3002\u25cb\u2605\u25aa]\s+|"
+                  r"\s*[\U0001f539\U0001f538]\s*")
+_DOT_SEPARATOR_COM = r"\s+(?:point|period)\s+|\s+[~*/|\\,:_-]\s+"
+# not "de" or "me": "punto de vista", "ponto de partida", "el punto me parece"
+_DOT_TLDS = "com|net|org|ru|c0m|info|io|top|vip|to|cc|fun|live|xyz|biz|shop|site|online|club|store"
+_DOT_WORD = re.compile(rf"(?<=[a-z0-9])(?:(?:{_DOT_SEPARATOR})(?P<tld>{_DOT_TLDS})\b|"
                        rf"(?:{_DOT_SEPARATOR_COM})(?P<com>com|c0m)\b|\s*dotcom\b|\s*\.c(?:\.o\.m|\s+om)\b)")
 
 
@@ -525,11 +533,11 @@ def _dot_word(match: re.Match) -> str:
 
 # Led by what _DOT_WORD must end with (re scans for a literal in C; _DOT_WORD itself starts with a
 # look-behind and is tried at every position: ~20 us a comment); the tests compare with _DOT_WORD.
-_TLD_WORD = re.compile(r"(?:com|net|org|ru|c0m)\b")
+_TLD_WORD = re.compile(rf"(?:{_DOT_TLDS})\b")
 _SPELLED_COM = re.compile(r"dotcom\b|\.c(?:\.o\.m|\s+om)\b")
 _DOT_BEFORE = re.compile(rf"[a-z0-9](?:{_DOT_SEPARATOR})$")
 _DOT_BEFORE_COM = re.compile(rf"[a-z0-9](?:{_DOT_SEPARATOR}|{_DOT_SEPARATOR_COM})$")
-_DOT_BEFORE_REACH = 24  # longest separator _DOT_BEFORE reads, with the letter before it and some spaces
+_DOT_BEFORE_REACH = 32  # longest separator _DOT_BEFORE reads, with the letter before it and some spaces
 
 
 def _alnum(c: str) -> bool:

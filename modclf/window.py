@@ -54,7 +54,10 @@ _STRETCH_CUE_PATTERNS = (
     r"(?:signal|wechat|we\s*chat|viber|threema|line|session|tele|kik|insta\w*|ig|snap\w*|tiktok|whats\s*app|telegram)"
     r"\s*(?:id\s*)?[:=]|wechat|we\s*chat|viber|threema|the\s+gram\b|blue\s+app\b|"
     r"(?:ig|insta|snap|tele|tiktok|signal|line\s*id|session\s*id)\s+@?[a-z][a-z0-9_.]*\d|session\s*id\b|"
-    r"my\s+(?:signal|tele\w*|wechat|line|viber|kik|snap\w*|insta\w*|ig|whats\s*app|session)\s+(?:id\s+)?is\b|"
+    r"my\s+(?:tele\w*|wechat|viber|kik|snap\w*|insta\w*|ig|whats\s*app|discord|skype)\s+(?:id\s+)?is\b|"
+    r"my\s+(?:signal|session|line)\s+(?:id\s+)?is\s+@?[a-z0-9_.]*[\d_]|"  # a handle, not "my signal is weak"
+    # misspelled or other apps, a subreddit
+    r"tele\W{0,2}gr?a?m|whats?\W{0,2}s?\W?app?\b|wasap|discord|kakao\w*|skype\s*[:=]|r/[a-z0-9_]{3,}|"
     # "look up <name> on YT", a vanity number
     r"(?:look|search|find)\s+(?:me\s+|us\s+)?(?:up\s+)?[^.!?\n]{1,40}?\s+on\s+(?:yt|youtube|spotify|insta\w*|ig|"
     r"tiktok|sound\s*cloud|twitch|apple\s+music)\b|1-?8(?:00|88|77|66|55|44|33)-[a-z0-9]{3,}-[a-z0-9]{2,})",
@@ -172,6 +175,11 @@ def _word_end(text: str, hi: int, limit: int) -> int:
 
 
 def cue_stretches(text: str, limit: int = 64) -> list[str]:
+    """:func:`cue_spans` without the overflow flag."""
+    return cue_spans(text, limit)[0]
+
+
+def cue_spans(text: str, limit: int = 64) -> tuple[list[str], bool]:
     """The sentences of ``text`` that carry a link, a contact or a plug, each cut to ``CUE_CONTEXT``
     characters on either side of its cue, then the same cut to ``TIGHT_CONTEXT`` (whole words);
     at most ``limit``, overlapping ones merged, none twice.
@@ -183,6 +191,7 @@ def cue_stretches(text: str, limit: int = 64) -> list[str]:
     """
     out: list[str] = []
     cues = _stretch_cues(text)
+    overflow = len(cues) > limit  # more cues than are read: the unread ones could be the plug
     for context in (CUE_CONTEXT, TIGHT_CONTEXT):
         spans: list[list[int]] = []
         for cue_start, cue_end in cues:
@@ -212,28 +221,38 @@ def cue_stretches(text: str, limit: int = 64) -> list[str]:
             if len(out) >= limit:
                 break
             out.append(" ".join(f"{_INNER_TAG.sub(' ', anchor.group(2))} {anchor.group(1)}".split()))
-    return out
+    return out, overflow
 
 
-def cue_readings(text: str, limit: int = 64) -> list[str]:
+class CueReadings(NamedTuple):
+    """What :func:`cue_readings` found: the stretches to read, and whether there were more cues than
+    ``limit`` (then the comment is held: 64 dates that look like phone numbers pushed a link past
+    the last stretch read)."""
+
+    stretches: list[str]
+    overflow: bool
+
+
+def cue_readings(text: str, limit: int = 64) -> CueReadings:
     """What :meth:`modclf.moderator.Moderator.decide` reads apart from a comment about to be
     approved: :func:`cue_stretches` of the comment, then of its normalized form
     (:func:`modclf.text.prenormalize`), where every disguised link, e-mail, phone number and handle
     has become a marker ("ｓｙｒｉａｍｐ３．ｃｏｍ", "c\u200bom", "%2Ecom", "syriamp3 punto com", a
     line break before ".com": none of them matches a cue in the raw text). At most ``limit``; a
     normalized stretch that is only the normalization of a raw one is not read twice."""
-    out = cue_stretches(text, limit)
+    out, overflow = cue_spans(text, limit)
     if len(out) >= limit:
-        return out
+        return CueReadings(out, True)
     folded = prenormalize(text)
     if folded == text.lower():  # most comments: normalization changed nothing a cue could be in
-        return out
+        return CueReadings(out, overflow)
     seen = {" ".join(prenormalize(stretch).split()) for stretch in out}
-    for stretch in cue_stretches(folded, limit):
+    folded_out, folded_overflow = cue_spans(folded, limit)
+    for stretch in folded_out:
         if len(out) >= limit:
-            break
+            return CueReadings(out, True)
         key = " ".join(stretch.split())
         if key not in seen:
             seen.add(key)
             out.append(key)
-    return out
+    return CueReadings(out, overflow or folded_overflow)

@@ -101,6 +101,12 @@ def test_spelled_out(disguised: str, plain: str) -> None:
     ("syriamp3 \u2022 com", "zzurl"), ("syriamp3 \U0001f539 com", "zzurl"), ("syriamp3 / com", "zzurl"),
     ("syriamp3 - com", "zzurl"), ("syriamp3 \u2022 org", "zzurl"), ("syriamp3dotcom", "zzurl"), ("syriamp3 .c.o.m", "zzurl"), ("syriamp3.c om", "zzurl"),
     ("kontakt: weber punkt net", "kontakt: zzurl"), ("sitemiz avrupavize nokta com", "sitemiz zzurl"),
+    # a fourth attack: other languages' words for the dot, wrapped or spelled, spaced look-alike dots
+    ("syriamp3 ponto com", "zzurl"), ("syriamp3 kropka com", "zzurl"), ("syriamp3 titik net", "zzurl"),
+    ("syriamp3 d.o.t com", "zzurl"), ("syriamp3 d o t com", "zzurl"), ("syriamp3-dot-com", "zzurl"),
+    ("syriamp3, punto, com", "zzurl"), ("syriamp3 (punto) com", "zzurl"), ("syriamp3 \u00b7 com", "zzurl"),
+    ("syriamp3 \u3002 com", "zzurl"), ("syriamp3 \u2605 net", "zzurl"), ("syriamp3 , com", "zzurl"),
+    ("syriamp3 punto io", "zzurl"), ("syriamp3 dawt top", "zzurl"),
 ])
 def test_dot_words(disguised: str, plain: str) -> None:
     assert normalize_text(disguised) == plain
@@ -136,6 +142,7 @@ def test_more_link_disguises(disguised: str, plain: str) -> None:
 @pytest.mark.parametrize("text", [
     "at this point, com and net are both taken", "income - net of tax", "a / b and c / d", "the period after the war",
     "point blank", "ru: the Russian code", "at this point net migration is down", "the safety - net is gone",
+    "el punto de vista", "desde el punto me parece", "a punt to the end zone", "polka dot top", "the dot to the right",
 ])
 def test_dot_words_left_alone(text: str) -> None:
     assert "zzurl" not in normalize_text(text)
@@ -294,9 +301,9 @@ def test_cue_readings_look_in_the_normalized_text() -> None:
 
     text = "Thanks, that was clear. More here: \uff53\uff59\uff52\uff49\uff41.\uff43\uff4f\uff4d"
     assert cue_stretches(text) == []
-    assert cue_readings(text) == ["more here: zzurl"]
+    assert cue_readings(text).stretches == ["more here: zzurl"]
     # a plain link is not read twice (raw and normalized)
-    assert cue_readings("Thanks, that was clear. More here: syriamp3.com") == ["More here: syriamp3.com"]
+    assert cue_readings("Thanks, that was clear. More here: syriamp3.com").stretches == ["More here: syriamp3.com"]
 
 
 @pytest.mark.parametrize("plug", [
@@ -308,4 +315,27 @@ def test_cue_readings_look_in_the_normalized_text() -> None:
 def test_messaging_app_contacts_are_cues(plug: str) -> None:
     from modclf.window import cue_readings
 
-    assert cue_readings("The article was fair and the photos were good. " + plug)
+    assert cue_readings("The article was fair and the photos were good. " + plug).stretches
+
+
+def test_more_cue_sentences_than_are_read_hold_the_comment(model_dir) -> None:
+    """A fourth attack: 64 short sentences with dates (each a digit-group cue) used up the stretches
+    read alone, and a link after them was read only inside the whole comment: 20 of 20 approved."""
+    import modclf
+    from modclf.window import cue_readings
+
+    dates = " Days the market was shelled: " + " ".join(f"0{d % 9 + 1}/0{d % 9 + 1}/24 again." for d in range(66))
+    host = "Thanks, that was a clear explanation of the vote."
+    assert cue_readings(host + dates + " syriamp3.com").overflow
+    assert not cue_readings(host + " syriamp3.com").overflow
+    moderator = modclf.load(model_dir)
+    for plug in ("syriamp3.com", "Text me 555 010 9999", "Telegram: syriamp3"):
+        assert moderator.classify([host + dates + " " + plug])[0].action != "approve"
+
+
+@pytest.mark.parametrize("plug", ["Loans fast, my discord is loanking22", "Loans: tele-gram loanking22",
+                                  "loans: whatsap +44 7700 900123", "join r/syriamp3_free for the files"])
+def test_misspelled_and_other_apps_are_cues(plug: str) -> None:
+    from modclf.window import cue_readings
+
+    assert cue_readings("The article was fair and the photos were good. " + plug).stretches

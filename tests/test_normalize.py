@@ -220,7 +220,8 @@ FRAGMENTS = [
     "\u0600", "\ufff9", "+963/944/123/456", "+1|555|0100", "/", "|",
     # dots as words and spaced symbols (round 3)
     " punto ", " point ", " period ", "dawt", " d0t ", "dotcom", ".c.o.m", ".c om", " • ", " / ", " ~ ", "🔹", "net",
-    "org", "income", " nokta ", "точка",
+    "org", "income", " nokta ", "точка", " ponto ", " d o t ", "d.o.t", "-dot-", "'", "<", ">", ",", " , ", "·",
+    " \u00b7 ", "top", "to", "me", " punto de ",
 ]
 texts = st.one_of(
     st.text(max_size=120),
