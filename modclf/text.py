@@ -537,6 +537,7 @@ _TLD_WORD = re.compile(rf"(?:{_DOT_TLDS})\b")
 _SPELLED_COM = re.compile(r"dotcom\b|\.c(?:\.o\.m|\s+om)\b")
 _DOT_BEFORE = re.compile(rf"[a-z0-9](?:{_DOT_SEPARATOR})$")
 _DOT_BEFORE_COM = re.compile(rf"[a-z0-9](?:{_DOT_SEPARATOR}|{_DOT_SEPARATOR_COM})$")
+_DOT_SEPARATOR_ENDS = "-'>)]},\U0001f539\U0001f538"
 _DOT_BEFORE_REACH = 32  # longest separator _DOT_BEFORE reads, with the letter before it and some spaces
 
 
@@ -564,6 +565,8 @@ def dot_words(text: str) -> str:
         if at == last or _alnum(text[at - 1]):
             continue  # no separator, or inside a word ("income")
         lo = max(last - 1, at - _DOT_BEFORE_REACH, 0)
+        if not (text[at - 1].isspace() or text[at - 1] in _DOT_SEPARATOR_ENDS):
+            continue  # a separator ends in a space, a closing mark or a dot emoji ("точкаnet" is one word)
         before = (_DOT_BEFORE_COM if word in ("com", "c0m") else _DOT_BEFORE).search(text[lo:at])
         if before is None:
             continue

@@ -267,8 +267,20 @@ def test_evaluate_uses_the_given_policy_and_never_approves_a_truncated_comment(
     approve_all.write_text("version: 1\ndefault: approve\nlabels: {}\n")  # floors keep their safe default
     out = evaluate(labeled_with_sources, model_dir, data_paths=[data], record=False, report=lambda s: None,
                    policy_path=approve_all)
+    # the baseline is decided by the policy alone: everything approved but the long (truncated) comment
+    base = out["decisions"]["baseline"]["actions"]
+    assert base["review"]["count"] == 1 and base["approve"]["count"] == 20
+    # the model's decisions are the service's under that policy: the truncated comment is held too,
+    # and the readings of cue sentences and foreign parts may hold a few more; nothing is rejected
+    import modclf
+    from modclf.policy import load_policy
+
+    texts = pd.read_csv(labeled_with_sources, dtype=str, keep_default_na=False)["text"].tolist()
+    service = [v.action for v in modclf.Moderator.load(model_dir, load_policy(approve_all)).classify(texts)]
     actions = out["decisions"]["model"]["actions"]
-    assert actions["review"]["count"] == 1 and actions["approve"]["count"] == 20  # the long comment is held
+    assert {a: actions[a]["count"] for a in ("approve", "review", "reject")} == {
+        a: service.count(a) for a in ("approve", "review", "reject")}
+    assert service[-1] == "review" and "reject" not in service and service.count("approve") >= 15
     assert out["policy"]["file"] == "approve_all.yaml"
 
 
