@@ -266,7 +266,7 @@ def plainly_english(cleaned: str) -> float | None:
 
     Such a text is English without asking the identifier: fastText costs ~40 us per 120 characters
     (most of scoring's language work) and misreads plain short English ("Same here with my grandad." es 0.82,
-    "Every chronic disease med is 'for life'." no 0.90). The list (english_words.txt, ~9,000
+    "Every chronic disease med is 'for life'." no 0.90). The list (english_words.txt, ~10,000
     words from the corpus's English rows, minus words more frequent in its other languages' rows)
     leaves a sentence in another language to the identifier: 11 of 12 of its words would have to
     be common English words. Measured on data/validation.csv, data/held_out/round10.csv and the
